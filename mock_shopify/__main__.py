@@ -1,0 +1,82 @@
+"""CLI: `python -m mock_shopify --port 9000 ...`; every option also reads a `MOCK_SHOPIFY_*` variable."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Sequence
+
+import uvicorn
+
+from mock_shopify.app import create_app
+from mock_shopify.config import (
+    DEFAULT_CLIENT_ID,
+    DEFAULT_CLIENT_SECRET,
+    DEFAULT_LOGOUT_URI,
+    DEFAULT_REDIRECT_URI,
+    MockConfig,
+)
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(f"MOCK_SHOPIFY_{name}", default)
+
+
+def _env_list(name: str, default: str) -> list[str]:
+    # Several URIs in one variable are separated by commas or whitespace.
+    return _env(name, default).replace(",", " ").split()
+
+
+def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, MockConfig]:
+    """The parsed options and the config they describe."""
+    parser = argparse.ArgumentParser(prog="python -m mock_shopify", description=__doc__)
+    parser.add_argument("--host", default=_env("HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(_env("PORT", "9000")))
+    parser.add_argument("--base-url", default=_env("BASE_URL", ""), help="default: http://HOST:PORT")
+    parser.add_argument("--shop-id", default=_env("SHOP_ID", "1234567890"))
+    parser.add_argument(
+        "--issuer", default=_env("ISSUER", ""), help="default: https://shopify.com/authentication/SHOP_ID"
+    )
+    parser.add_argument("--client-id", default=_env("CLIENT_ID", DEFAULT_CLIENT_ID))
+    parser.add_argument("--client-secret", default=_env("CLIENT_SECRET", DEFAULT_CLIENT_SECRET))
+    parser.add_argument(
+        "--extra-credential",
+        action="append",
+        metavar="ID:SECRET",
+        default=_env_list("EXTRA_CREDENTIALS", ""),
+        help="another valid credential of the same app, e.g. during secret rotation (repeatable)",
+    )
+    parser.add_argument("--redirect-uri", action="append", metavar="URL")
+    parser.add_argument("--logout-uri", action="append", metavar="URL")
+    parser.add_argument("--api-version", default=_env("API_VERSION", "2026-04"))
+    parser.add_argument("--access-token-ttl", type=int, default=int(_env("ACCESS_TOKEN_TTL", "3600")))
+    parser.add_argument("--code-ttl", type=int, default=int(_env("CODE_TTL", "60")))
+    parser.add_argument("--id-token-ttl", type=int, default=int(_env("ID_TOKEN_TTL", "3600")))
+    args = parser.parse_args(argv)
+    extra = [tuple(pair.split(":", 1)) for pair in args.extra_credential]
+    if any(len(pair) != 2 for pair in extra):
+        parser.error("--extra-credential must look like ID:SECRET")
+    config = MockConfig(
+        base_url=args.base_url or f"http://{args.host}:{args.port}",
+        shop_id=args.shop_id,
+        issuer=args.issuer,
+        credentials=[(args.client_id, args.client_secret), *((cid, secret) for cid, secret in extra)],
+        # append actions can't take a list default without always keeping it, hence the fallback here.
+        redirect_uris=args.redirect_uri or _env_list("REDIRECT_URI", DEFAULT_REDIRECT_URI),
+        logout_uris=args.logout_uri or _env_list("LOGOUT_URI", DEFAULT_LOGOUT_URI),
+        api_version=args.api_version,
+        access_token_ttl=args.access_token_ttl,
+        code_ttl=args.code_ttl,
+        id_token_ttl=args.id_token_ttl,
+    )
+    return args, config
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the stand-in under uvicorn until interrupted."""
+    args, config = parse_args(argv)
+    uvicorn.run(create_app(config), host=args.host, port=args.port, log_level="info")
+
+
+if __name__ == "__main__":
+    main()

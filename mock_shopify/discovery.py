@@ -1,0 +1,70 @@
+"""The discovery documents and the JWKS, shaped like a live shop's."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from mock_shopify.authorize import SCOPES_SUPPORTED
+from mock_shopify.state import Store
+
+UI_LOCALES = (
+    "bg cs da de el en es fi fr hi hr hu id it ja ko lt ms nb nl pl pt-BR pt-PT ro ru sk sl sv th tr vi zh-CN zh-TW"
+).split()
+CLAIMS = ("iss", "sub", "aud", "exp", "iat", "nonce", "sid", "email", "email_verified")
+
+
+class DiscoveryEndpoints:
+    """`/.well-known/openid-configuration`, `/.well-known/customer-account-api` and the JWKS."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/.well-known/openid-configuration", self.openid_configuration, methods=["GET"]),
+            Route("/.well-known/customer-account-api", self.customer_account_api, methods=["GET"]),
+            Route(f"{self.store.config.auth_path}/.well-known/jwks.json", self.jwks, methods=["GET"]),
+        ]
+
+    async def openid_configuration(self, request: Request) -> JSONResponse:
+        config = self.store.config
+        auth = config.auth_base
+        return JSONResponse(
+            {
+                "issuer": config.issuer,
+                "token_endpoint": f"{auth}/oauth/token",
+                "authorization_endpoint": f"{auth}/oauth/authorize",
+                "end_session_endpoint": f"{auth}/logout",
+                "jwks_uri": f"{auth}/.well-known/jwks.json",
+                "scopes_supported": list(SCOPES_SUPPORTED),
+                "response_types_supported": ["code"],
+                "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+                "subject_types_supported": ["public"],
+                "id_token_signing_alg_values_supported": ["RS256"],
+                "claims_supported": list(CLAIMS),
+                "code_challenge_methods_supported": ["S256"],
+                # Advertised like real shops do; the stand-in does not implement jwt-bearer.
+                "grant_types_supported": [
+                    "authorization_code",
+                    "refresh_token",
+                    "urn:ietf:params:oauth:grant-type:jwt-bearer",
+                ],
+                "ui_locales_supported": UI_LOCALES,
+                "op_policy_uri": "https://www.shopify.com/legal/privacy",
+                "op_tos_uri": "https://www.shopify.com/legal/terms",
+            }
+        )
+
+    async def customer_account_api(self, request: Request) -> JSONResponse:
+        config = self.store.config
+        return JSONResponse(
+            {
+                "graphql_api": f"{config.base_url}/customer/api/{config.api_version}/graphql",
+                "mcp_api": f"{config.base_url}/customer/api/mcp",
+            }
+        )
+
+    async def jwks(self, request: Request) -> JSONResponse:
+        return JSONResponse(self.store.keys.jwks())

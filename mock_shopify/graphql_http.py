@@ -1,0 +1,145 @@
+"""`POST /customer/api/{version}/graphql`: raw-token auth, Shopify's HTTP error shapes, cost and throttling.
+
+A missing, `Bearer`-prefixed, unknown, revoked or expired token gets HTTP 401 with
+`{"errors": "Not a valid access token"}`, the body reported for real shops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from typing import Any
+
+from graphql import (
+    GraphQLError,
+    NoSchemaIntrospectionCustomRule,
+    execute_sync,
+    parse,
+    specified_rules,
+    validate,
+)
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from mock_shopify.cost import query_cost
+from mock_shopify.graphql_api import Context, build_schema, default_resolver
+from mock_shopify.state import Failure, Store, take_delay, take_failure
+
+_VERSION = re.compile(r"\d{4}-\d{2}|unstable")
+MAX_QUERY_COST = 1000
+BUCKET_SIZE = 7500.0
+RESTORE_RATE = 100.0
+# Shopify has no introspection at the query URL; clients must vendor the schema.
+RULES = (*specified_rules, NoSchemaIntrospectionCustomRule)
+NOT_A_VALID_TOKEN = {"errors": "Not a valid access token"}
+
+
+def _error_body(message: str, code: str, **extra: Any) -> dict[str, Any]:
+    return {"errors": [{"message": message, "extensions": {"code": code, **extra}}]}
+
+
+def _injected(failure: Failure) -> Response:
+    headers = {"Retry-After": str(failure.retry_after)} if failure.retry_after is not None else {}
+    if failure.status == 429:
+        headers.setdefault("Retry-After", "1")
+        return JSONResponse(_error_body("Throttled", "THROTTLED"), status_code=429, headers=headers)
+    if failure.status == 401:
+        return JSONResponse(NOT_A_VALID_TOKEN, status_code=401, headers=headers)
+    if failure.status == 500:
+        return JSONResponse({"errors": "An unexpected error occurred"}, status_code=500, headers=headers)
+    # 502/503 come from the edge, not the API, so they are HTML like a load balancer's.
+    text = "Bad Gateway" if failure.status == 502 else "Service Unavailable"
+    return HTMLResponse(f"<html><body><h1>{failure.status} {text}</h1></body></html>", failure.status, headers)
+
+
+class GraphQLEndpoint:
+    """The Customer Account GraphQL API for the token's customer."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.schema = build_schema()
+
+    def routes(self) -> list[Route]:
+        shop_id = self.store.config.shop_id
+        return [
+            Route("/customer/api/{version}/graphql", self.graphql, methods=["POST"]),
+            # Hydrogen's hard-coded form of the same endpoint.
+            Route(f"/{shop_id}/account/customer/api/{{version}}/graphql", self.graphql, methods=["POST"]),
+        ]
+
+    def _cost(self, email: str, requested: int) -> tuple[dict[str, Any], bool]:
+        """The `extensions.cost` block, and whether the customer's bucket can pay for the query."""
+        now = time.monotonic()
+        available, since = self.store.buckets.get(email, (BUCKET_SIZE, now))
+        available = min(BUCKET_SIZE, available + (now - since) * RESTORE_RATE)
+        affordable = requested <= available
+        if affordable:
+            available -= requested
+        self.store.buckets[email] = (available, now)
+        cost = {
+            "requestedQueryCost": requested,
+            "actualQueryCost": requested if affordable else None,
+            "throttleStatus": {
+                "maximumAvailable": BUCKET_SIZE,
+                "currentlyAvailable": int(available),
+                "restoreRate": RESTORE_RATE,
+            },
+        }
+        return cost, affordable
+
+    async def graphql(self, request: Request) -> Response:
+        store = self.store
+        store.stats.graphql_requests += 1
+        authorization = request.headers.get("authorization")
+        headers = {k: v for k, v in request.headers.items() if k != "authorization"}
+        store.stats.last_graphql_request = {"authorization": authorization, "headers": headers}
+        if seconds := take_delay(store.knobs.delay_graphql):
+            await asyncio.sleep(seconds)
+        if not _VERSION.fullmatch(request.path_params["version"]):
+            return JSONResponse({"errors": "Not Found"}, status_code=404)
+        if failure := take_failure(store.knobs.fail_graphql):
+            return _injected(failure)
+        token = store.live_access_token(authorization) if authorization else None
+        if token is None:
+            return JSONResponse(NOT_A_VALID_TOKEN, status_code=401)
+        try:
+            payload = json.loads(await request.body())
+        except ValueError:
+            payload = None
+        if (
+            not isinstance(payload, dict)
+            or not isinstance(payload.get("query"), str)
+            or not isinstance(payload.get("variables") or {}, dict)
+            or not isinstance(payload.get("operationName") or "", str)
+        ):
+            return JSONResponse({"errors": {"query": "Required parameter missing or invalid"}}, status_code=400)
+        variables: dict[str, Any] = payload.get("variables") or {}
+        operation_name: str | None = payload.get("operationName") or None
+        try:
+            document = parse(payload["query"])
+        except GraphQLError as exc:
+            return JSONResponse({"errors": [exc.formatted]})
+        if errors := validate(self.schema, document, RULES):
+            return JSONResponse({"errors": [e.formatted for e in errors]})
+        requested = query_cost(self.schema, document, operation_name, variables)
+        if requested > MAX_QUERY_COST:
+            message = f"Query cost is {requested}, which exceeds the single query max cost limit ({MAX_QUERY_COST})."
+            body = _error_body(message, "MAX_COST_EXCEEDED", cost=requested, maxCost=MAX_QUERY_COST)
+            return JSONResponse(body)
+        cost, affordable = self._cost(token.email, requested)
+        if not affordable:
+            # Shopify answers cost throttling with HTTP 200 and a THROTTLED error, not 429.
+            body = _error_body("Throttled", "THROTTLED", documentation="https://shopify.dev/api/usage/limits")
+            return JSONResponse({**body, "extensions": {"cost": cost}})
+        result = execute_sync(
+            self.schema,
+            document,
+            context_value=Context(customer=store.customer(token.email), shop_id=store.config.shop_id),
+            variable_values=variables,
+            operation_name=operation_name,
+            field_resolver=default_resolver,
+        )
+        return JSONResponse({**result.formatted, "extensions": {"cost": cost}})

@@ -1,0 +1,209 @@
+"""In-memory state: credentials, customers, login sessions, codes, tokens, test knobs and counters."""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from mock_shopify.config import MockConfig
+from mock_shopify.customers import Customer, seed_customer
+from mock_shopify.keys import KeyRing
+
+
+@dataclass
+class Credential:
+    client_id: str
+    client_secret: str = field(repr=False)
+    revoked: bool = False
+
+
+@dataclass
+class LoginSession:
+    sid: str
+    email: str
+
+
+@dataclass
+class AuthCode:
+    value: str
+    client_id: str
+    redirect_uri: str
+    scope: str
+    nonce: str | None
+    code_challenge: str | None
+    email: str
+    sid: str
+    expires_at: float
+    used: bool = False
+
+
+@dataclass
+class AccessToken:
+    email: str
+    client_id: str
+    expires_at: float
+    # The code the token descends from, so a replayed code can revoke its whole family.
+    family: str
+    revoked: bool = False
+
+
+@dataclass
+class RefreshToken:
+    email: str
+    client_id: str
+    scope: str
+    family: str
+    live: bool = True
+
+
+@dataclass
+class Failure:
+    """An injected failure: the next `count` requests answer `status`."""
+
+    count: int
+    status: int
+    retry_after: int | None = None
+
+
+@dataclass
+class Delay:
+    count: int
+    seconds: float
+
+
+@dataclass
+class Knobs:
+    access_token_ttl: int
+    code_ttl: int
+    id_token_ttl: int
+    fail_token: Failure | None = None
+    fail_graphql: Failure | None = None
+    delay_token: Delay | None = None
+    delay_graphql: Delay | None = None
+    tamper_next_id_token: str | None = None
+
+
+@dataclass
+class Stats:
+    grants: dict[str, int] = field(default_factory=lambda: {"authorization_code": 0, "refresh_token": 0})
+    token_requests: int = 0
+    token_failures_injected: int = 0
+    graphql_requests: int = 0
+    logouts: int = 0
+    last_token_request: dict[str, Any] | None = None
+    last_graphql_request: dict[str, Any] | None = None
+
+
+def take_failure(failure: Failure | None) -> Failure | None:
+    """Consume one injected failure, returning it when it applies to this request."""
+    if failure is None or failure.count <= 0:
+        return None
+    failure.count -= 1
+    return failure
+
+
+def take_delay(delay: Delay | None) -> float:
+    """Consume one injected delay, returning the seconds to sleep."""
+    if delay is None or delay.count <= 0:
+        return 0.0
+    delay.count -= 1
+    return delay.seconds
+
+
+class Store:
+    """All mutable state of one stand-in instance; `reset()` returns it to a fresh start (keys survive)."""
+
+    def __init__(self, config: MockConfig, keys: KeyRing) -> None:
+        self.config = config
+        self.keys = keys
+        self.credentials: list[Credential] = []
+        self.customers: dict[str, Customer] = {}
+        self.sessions: dict[str, LoginSession] = {}
+        self.codes: dict[str, AuthCode] = {}
+        self.access_tokens: dict[str, AccessToken] = {}
+        self.refresh_tokens: dict[str, RefreshToken] = {}
+        # Per-customer cost buckets: email -> (points available, when last topped up).
+        self.buckets: dict[str, tuple[float, float]] = {}
+        self.knobs = Knobs(config.access_token_ttl, config.code_ttl, config.id_token_ttl)
+        self.stats = Stats()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every token, code, session, customer edit, knob and counter."""
+        self.credentials = [Credential(cid, secret) for cid, secret in self.config.credentials]
+        self.customers.clear()
+        self.sessions.clear()
+        self.codes.clear()
+        self.access_tokens.clear()
+        self.refresh_tokens.clear()
+        self.buckets.clear()
+        self.knobs = Knobs(self.config.access_token_ttl, self.config.code_ttl, self.config.id_token_ttl)
+        self.stats = Stats()
+
+    # Credentials -------------------------------------------------------------------------------------------
+
+    def client_known(self, client_id: str) -> bool:
+        """Whether `client_id` has at least one unrevoked credential."""
+        return any(c.client_id == client_id and not c.revoked for c in self.credentials)
+
+    def authenticate(self, client_id: str, client_secret: str) -> bool:
+        """Whether the pair is a live credential of the app (constant-time on the secret)."""
+        ok = False
+        for cred in self.credentials:
+            # Compare every candidate so timing does not reveal which secret came close.
+            same_id = hmac.compare_digest(cred.client_id.encode(), client_id.encode())
+            same_secret = hmac.compare_digest(cred.client_secret.encode(), client_secret.encode())
+            ok |= same_id and same_secret and not cred.revoked
+        return ok
+
+    def app_client_ids(self) -> set[str]:
+        """Every client_id the app has ever had, revoked or not (an old ID token still names its audience)."""
+        return {c.client_id for c in self.credentials}
+
+    # Customers and sessions --------------------------------------------------------------------------------
+
+    def customer(self, email: str) -> Customer:
+        """The customer for `email`, seeded on first sight."""
+        key = email.lower()
+        if key not in self.customers:
+            self.customers[key] = seed_customer(key, base_url=self.config.base_url)
+        return self.customers[key]
+
+    def login(self, email: str) -> LoginSession:
+        self.customer(email)
+        session = LoginSession(sid=secrets.token_urlsafe(16), email=email.lower())
+        self.sessions[session.sid] = session
+        return session
+
+    # Codes and tokens --------------------------------------------------------------------------------------
+
+    def issue_code(self, **fields: Any) -> AuthCode:
+        code = AuthCode(value=secrets.token_urlsafe(32), expires_at=time.time() + self.knobs.code_ttl, **fields)
+        self.codes[code.value] = code
+        return code
+
+    def issue_tokens(self, *, email: str, client_id: str, scope: str, family: str) -> tuple[str, str]:
+        """A new access token and refresh token pair."""
+        access = f"shcat_{secrets.token_urlsafe(32)}"
+        refresh = f"shcrt_{secrets.token_urlsafe(32)}"
+        expires_at = time.time() + self.knobs.access_token_ttl
+        self.access_tokens[access] = AccessToken(email, client_id, expires_at, family)
+        self.refresh_tokens[refresh] = RefreshToken(email, client_id, scope, family)
+        return access, refresh
+
+    def revoke_family(self, family: str) -> None:
+        for access in self.access_tokens.values():
+            if access.family == family:
+                access.revoked = True
+        for refresh in self.refresh_tokens.values():
+            if refresh.family == family:
+                refresh.live = False
+
+    def live_access_token(self, value: str) -> AccessToken | None:
+        token = self.access_tokens.get(value)
+        if token is None or token.revoked or time.time() >= token.expires_at:
+            return None
+        return token
