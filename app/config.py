@@ -1,0 +1,196 @@
+"""Settings: one frozen object built at startup from the environment and `.env`."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from functools import cached_property
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+PLACEHOLDERS = ("changeme", "changethis", "replace-me", "secret", "xxx", "placeholder", "example")
+API_VERSION = re.compile(r"^(\d{4}-(01|04|07|10)|unstable)$")
+
+
+class ConfigError(Exception):
+    """Raised at startup when a setting is missing or unsafe; the message names the variable."""
+
+
+def is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host in LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def origin_of(url: str) -> str:
+    """`scheme://host[:port]` of an absolute URL, lower-cased, default ports dropped."""
+    parts = urlsplit(url)
+    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+    if ":" in host:
+        host = f"[{host}]"
+    port = parts.port
+    if port is None or (scheme, port) in {("https", 443), ("http", 80)}:
+        return f"{scheme}://{host}"
+    return f"{scheme}://{host}:{port}"
+
+
+def _check_web_url(name: str, url: str, *, dev_mode: bool, origin_only: bool = False) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ValueError(f"{name} must be an absolute http(s) URL, got {url!r}")
+    if parts.scheme == "http" and not (dev_mode or is_loopback(parts.hostname)):
+        raise ValueError(f"{name} must use https (http is allowed only for localhost/127.0.0.1/::1): {url!r}")
+    if parts.username or parts.password or parts.fragment:
+        raise ValueError(f"{name} must not carry credentials or a fragment: {url!r}")
+    if origin_only and (parts.path not in {"", "/"} or parts.query):
+        raise ValueError(f"{name} entries must be bare origins like https://shop.example.com, got {url!r}")
+    return url
+
+
+def _check_secret(name: str, value: str, *, dev_mode: bool, min_length: int = 32) -> None:
+    if dev_mode:
+        return
+    lowered = value.lower()
+    if len(value) < min_length:
+        raise ValueError(f"{name} must be at least {min_length} characters (use `openssl rand -hex 32`)")
+    if any(p in lowered for p in PLACEHOLDERS) or len(set(value)) < 8:
+        raise ValueError(f"{name} looks like a placeholder; generate a random value (`openssl rand -hex 32`)")
+
+
+class Settings(BaseSettings):
+    """Every setting of the BFF. Names are the environment variables, upper-cased."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True, case_sensitive=False)
+
+    shopify_shop_domain: str
+    shopify_client_id: str = Field(min_length=1)
+    shopify_client_secret: SecretStr
+    shopify_scopes: str = "openid email customer-account-api:full"
+    shopify_api_version: str = "2026-10"
+
+    bff_public_url: str
+    bff_allowed_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    bff_post_logout_redirect_url: str
+    bff_session_secret: SecretStr
+    redis_url: str = "redis://127.0.0.1:6379/0"
+
+    bff_dev_mode: bool = False
+    bff_session_idle_timeout: int = Field(default=7 * 24 * 3600, ge=60)
+    bff_session_absolute_lifetime: int = Field(default=30 * 24 * 3600, ge=60)
+    bff_discovery_ttl: int = Field(default=3600, ge=0)
+    bff_refresh_buffer: int = Field(default=120, ge=0)
+    bff_graphql_max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    bff_upstream_connect_timeout: float = Field(default=5.0, gt=0)
+    bff_upstream_read_timeout: float = Field(default=20.0, gt=0)
+    bff_user_agent: str = "customer-account-bff/0.1"
+    bff_log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("bff_allowed_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(o.strip().rstrip("/") for o in value.split(",") if o.strip())
+        return value
+
+    @field_validator("shopify_api_version")
+    @classmethod
+    def _api_version(cls, value: str) -> str:
+        if not API_VERSION.match(value):
+            raise ValueError(f"SHOPIFY_API_VERSION must look like 2026-10 (a quarterly version), got {value!r}")
+        return value
+
+    @field_validator("shopify_scopes")
+    @classmethod
+    def _scopes(cls, value: str) -> str:
+        if "openid" not in value.split():
+            raise ValueError("SHOPIFY_SCOPES must include `openid` (the ID token proves who logged in)")
+        return value
+
+    @model_validator(mode="after")
+    def _check_urls_and_secrets(self) -> Settings:
+        dev = self.bff_dev_mode
+        self._shop_origin_or_raise()
+        _check_web_url("BFF_PUBLIC_URL", self.bff_public_url, dev_mode=dev)
+        if urlsplit(self.bff_public_url).query:
+            raise ValueError("BFF_PUBLIC_URL must not carry a query string")
+        _check_web_url("BFF_POST_LOGOUT_REDIRECT_URL", self.bff_post_logout_redirect_url, dev_mode=dev)
+        for origin in self.bff_allowed_origins:
+            if "*" in origin:
+                raise ValueError("BFF_ALLOWED_ORIGINS must list exact origins; wildcards are refused")
+            _check_web_url("BFF_ALLOWED_ORIGINS", origin, dev_mode=dev, origin_only=True)
+        _check_secret("BFF_SESSION_SECRET", self.bff_session_secret.get_secret_value(), dev_mode=dev)
+        if not self.shopify_client_secret.get_secret_value():
+            raise ValueError("SHOPIFY_CLIENT_SECRET must be set (Customer Account API settings → Credentials)")
+        if self.bff_session_absolute_lifetime < self.bff_session_idle_timeout:
+            raise ValueError("BFF_SESSION_ABSOLUTE_LIFETIME must be at least BFF_SESSION_IDLE_TIMEOUT")
+        return self
+
+    def _shop_origin_or_raise(self) -> str:
+        raw = self.shopify_shop_domain.strip().rstrip("/")
+        if "://" not in raw:
+            if not re.fullmatch(r"[A-Za-z0-9.-]+\.[A-Za-z]{2,}", raw):
+                raise ValueError(f"SHOPIFY_SHOP_DOMAIN must be a domain like example.myshopify.com, got {raw!r}")
+            return f"https://{raw.lower()}"
+        parts = urlsplit(raw)
+        if parts.scheme == "https" and parts.hostname and parts.path == "":
+            return origin_of(raw)
+        if parts.scheme == "http" and is_loopback(parts.hostname) and parts.path == "":
+            return origin_of(raw)
+        raise ValueError(
+            "SHOPIFY_SHOP_DOMAIN must be a bare domain (https implied); an http://host:port origin is "
+            f"accepted only for a loopback stand-in, got {raw!r}"
+        )
+
+    @cached_property
+    def shop_origin(self) -> str:
+        return self._shop_origin_or_raise()
+
+    @cached_property
+    def public_url(self) -> str:
+        return self.bff_public_url.rstrip("/")
+
+    @cached_property
+    def public_origin(self) -> str:
+        return origin_of(self.bff_public_url)
+
+    @cached_property
+    def redirect_uri(self) -> str:
+        return f"{self.public_url}/auth/callback"
+
+    @cached_property
+    def secure_cookies(self) -> bool:
+        return self.public_url.startswith("https://")
+
+    @cached_property
+    def trusted_origins(self) -> frozenset[str]:
+        """Origins allowed to call us with credentials, and to be sent back to after login."""
+        return frozenset({self.public_origin, *(origin_of(o) for o in self.bff_allowed_origins)})
+
+    @cached_property
+    def default_return_to(self) -> str:
+        first = self.bff_allowed_origins[0] if self.bff_allowed_origins else self.public_url
+        return origin_of(first) + "/"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build the settings, turning pydantic's report into one line per bad variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"]).upper() or "settings"
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            if err["type"] == "missing":
+                msg = "is required but not set"
+            lines.append(f"{field}: {msg}" if field != "settings" else msg)
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None

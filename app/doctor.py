@@ -1,0 +1,75 @@
+"""`python -m app doctor`: check the settings, Redis and the shop, and print what to register in the admin."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import httpx
+from redis.asyncio import Redis
+
+from app.config import ConfigError, Settings, load_settings
+from app.discovery import Discovery
+from app.errors import BFFError
+
+Printer = Callable[[str], None]
+
+
+async def _check_redis(settings: Settings, say: Printer) -> bool:
+    client = Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=2)
+    where = settings.redis_url.split("@")[-1]  # never print a password
+    try:
+        await client.ping()
+        say(f"ok    Redis answers at {where}")
+        return True
+    except Exception as exc:
+        say(f"FAIL  Redis at {where} does not answer ({type(exc).__name__}); check REDIS_URL")
+        return False
+    finally:
+        await client.aclose()
+
+
+async def _check_shop(settings: Settings, say: Printer) -> bool:
+    ok = True
+    async with httpx.AsyncClient(timeout=10, headers={"User-Agent": settings.bff_user_agent}) as http:
+        discovery = Discovery(http, shop_origin=settings.shop_origin, api_version=settings.shopify_api_version, ttl=0)
+        try:
+            endpoints = await discovery.endpoints()
+            keys = await discovery.keys()
+        except BFFError as exc:
+            say(f"FAIL  {exc.detail} Is SHOPIFY_SHOP_DOMAIN ({settings.shop_origin}) the storefront domain?")
+            return False
+        say(f"ok    discovery at {settings.shop_origin}: issuer {endpoints.issuer}")
+        say(f"ok    GraphQL endpoint {endpoints.graphql_url}")
+        say(f"ok    {len(keys.keys)} ID-token signing key(s) at {endpoints.jwks_uri}")
+        oidc = (await http.get(f"{settings.shop_origin}/.well-known/openid-configuration")).json()
+        methods = oidc.get("token_endpoint_auth_methods_supported") or []
+        if methods and "client_secret_basic" not in methods:
+            say("FAIL  the shop does not accept client_secret_basic at its token endpoint")
+            ok = False
+        supported = set(oidc.get("scopes_supported") or [])
+        missing = [s for s in settings.shopify_scopes.split() if supported and s not in supported]
+        if missing:
+            say(f"FAIL  SHOPIFY_SCOPES asks for scopes the shop does not offer: {' '.join(missing)}")
+            ok = False
+    return ok
+
+
+async def run_doctor(say: Printer = print) -> int:
+    """Print one line per check; return the process exit code."""
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        say(f"FAIL  {exc}")
+        return 1
+    say("ok    settings load" + (" (development mode)" if settings.bff_dev_mode else ""))
+    redis_ok, shop_ok = await asyncio.gather(_check_redis(settings, say), _check_shop(settings, say))
+    say("")
+    say("Register these in the Shopify admin (Customer Account API → Application setup):")
+    say(f"  Callback URI:      {settings.redirect_uri}")
+    say(f"  Logout URI:        {settings.bff_post_logout_redirect_url}")
+    say("  JavaScript origin: none needed: a confidential client's browser never calls Shopify directly")
+    say(f"  Client type:       Confidential, client ID {settings.shopify_client_id}")
+    if settings.bff_allowed_origins:
+        say(f"Storefront origins this BFF answers (CORS, return_to): {', '.join(settings.bff_allowed_origins)}")
+    return 0 if redis_ok and shop_ok else 1

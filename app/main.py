@@ -1,0 +1,131 @@
+"""The app factory: wires settings, Redis, HTTP clients and routes; the lifespan owns the resources."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+import aiohttp
+import httpx
+from fastapi import FastAPI
+from redis.asyncio import Redis
+from starlette.middleware.cors import CORSMiddleware
+
+from app.config import Settings, load_settings
+from app.discovery import Discovery
+from app.errors import install_error_handlers
+from app.routes import auth, graphql, health
+from app.security import CookieJar
+from app.services import Services
+from app.sessions import SessionStore
+from app.shopify import Credential, ShopifyAuth
+from app.tokens import TokenRefresher
+
+log = logging.getLogger("bff")
+
+
+def _redis_from(settings: Settings) -> Redis:
+    return Redis.from_url(
+        settings.redis_url,
+        socket_timeout=2.0,
+        socket_connect_timeout=2.0,
+        health_check_interval=30,
+        retry_on_timeout=False,
+    )
+
+
+def build_services(
+    settings: Settings, redis: Redis, http: httpx.AsyncClient, upstream: aiohttp.ClientSession
+) -> Services:
+    """Assemble the per-process services from already-open clients."""
+    store = SessionStore(
+        redis,
+        idle_timeout=settings.bff_session_idle_timeout,
+        absolute_lifetime=settings.bff_session_absolute_lifetime,
+    )
+    discovery = Discovery(
+        http,
+        shop_origin=settings.shop_origin,
+        api_version=settings.shopify_api_version,
+        ttl=settings.bff_discovery_ttl,
+    )
+    auth_client = ShopifyAuth(http, discovery, user_agent=settings.bff_user_agent)
+    credential = Credential(settings.shopify_client_id, settings.shopify_client_secret.get_secret_value())
+    refresher = TokenRefresher(
+        store,
+        auth_client,
+        {credential.client_id: credential},
+        buffer=settings.bff_refresh_buffer,
+        call_timeout=settings.bff_upstream_connect_timeout + settings.bff_upstream_read_timeout,
+    )
+    return Services(
+        settings=settings,
+        store=store,
+        discovery=discovery,
+        auth=auth_client,
+        refresher=refresher,
+        cookies=CookieJar(settings),
+        http=http,
+        upstream=upstream,
+        credential=credential,
+    )
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    redis: Redis | None = None,
+    http: httpx.AsyncClient | None = None,
+) -> FastAPI:
+    """Build the BFF. Clients passed in are used as is (and not closed); missing ones are made here."""
+    settings = settings or load_settings()
+    logging.getLogger("bff").setLevel(settings.bff_log_level.upper())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            redis_client = redis or _redis_from(settings)
+            if redis is None:
+                stack.push_async_callback(redis_client.aclose)
+            timeout = httpx.Timeout(settings.bff_upstream_read_timeout, connect=settings.bff_upstream_connect_timeout)
+            http_client = http
+            if http_client is None:
+                http_client = await stack.enter_async_context(
+                    httpx.AsyncClient(timeout=timeout, follow_redirects=False)
+                )
+            upstream = await stack.enter_async_context(
+                aiohttp.ClientSession(
+                    timeout=aiohttp.ClientTimeout(
+                        sock_connect=settings.bff_upstream_connect_timeout,
+                        sock_read=settings.bff_upstream_read_timeout,
+                    ),
+                    connector=aiohttp.TCPConnector(limit=256, ttl_dns_cache=300),
+                    auto_decompress=False,
+                    cookie_jar=aiohttp.DummyCookieJar(),  # never carry cookies between customers
+                )
+            )
+            app.state.services = build_services(settings, redis_client, http_client, upstream)
+            yield
+
+    app = FastAPI(
+        title="customer-account-bff",
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url="/docs" if settings.bff_dev_mode else None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if settings.bff_dev_mode else None,
+    )
+    install_error_handlers(app)
+    app.include_router(auth.router)
+    app.include_router(health.router)
+    app.add_route("/graphql", graphql.graphql_proxy, methods=["POST"], include_in_schema=False)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=sorted(settings.trusted_origins - {settings.public_origin}),
+        allow_credentials=True,
+        allow_methods=["GET", "POST"],
+        allow_headers=["Content-Type", "X-CSRF", "Accept-Language"],
+        max_age=600,
+    )
+    return app

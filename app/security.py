@@ -1,0 +1,134 @@
+"""Cookies, CSRF proof and safe redirect targets."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from itsdangerous import BadSignature, Signer
+from starlette.requests import HTTPConnection
+from starlette.responses import Response
+
+from app.config import Settings, origin_of
+from app.errors import BFFError
+
+_ID = re.compile(r"^[A-Za-z0-9_-]{20,100}$")
+_CONTROL = re.compile(r"[\x00-\x20\x7f\\]")
+MAX_RETURN_TO = 2048
+
+
+@dataclass(frozen=True, slots=True)
+class CookieNames:
+    session: str
+    login: str
+
+
+class CookieJar:
+    """Writes and reads the BFF's two cookies; both hold only a signed opaque id."""
+
+    def __init__(self, settings: Settings) -> None:
+        secret = settings.bff_session_secret.get_secret_value()
+        # One salt per purpose: a login-binding cookie can never pass as a session cookie.
+        self._session = Signer(secret, salt="bff.session")
+        self._login = Signer(secret, salt="bff.login")
+        self._secure = settings.secure_cookies
+        prefix = "__Host-" if self._secure else ""
+        self.names = CookieNames(session=f"{prefix}bff_session", login=f"{prefix}bff_login")
+        self._session_max_age = settings.bff_session_absolute_lifetime
+
+    def _set(self, response: Response, name: str, value: str, max_age: int) -> None:
+        # Secure only over https (browsers drop Secure cookies on http); __Host- demands Secure,
+        # Path=/ and no Domain. Lax, because the callback arrives as a top-level navigation from Shopify.
+        response.set_cookie(name, value, max_age=max_age, path="/", secure=self._secure, httponly=True, samesite="lax")
+
+    def _clear(self, response: Response, name: str) -> None:
+        response.delete_cookie(name, path="/", secure=self._secure, httponly=True, samesite="lax")
+
+    @staticmethod
+    def _unsign(signer: Signer, raw: str | None) -> str | None:
+        if not raw:
+            return None
+        try:
+            value = signer.unsign(raw).decode()
+        except (BadSignature, UnicodeDecodeError):
+            return None
+        return value if _ID.match(value) else None
+
+    def set_session(self, response: Response, sid: str) -> None:
+        self._set(response, self.names.session, self._session.sign(sid).decode(), self._session_max_age)
+
+    def clear_session(self, response: Response) -> None:
+        self._clear(response, self.names.session)
+
+    def session_id(self, conn: HTTPConnection) -> str | None:
+        """The session id from a validly signed cookie, else None (tampered counts as absent)."""
+        return self._unsign(self._session, conn.cookies.get(self.names.session))
+
+    def has_session_cookie(self, conn: HTTPConnection) -> bool:
+        return self.names.session in conn.cookies
+
+    def set_login_binding(self, response: Response, binding: str) -> None:
+        self._set(response, self.names.login, self._login.sign(binding).decode(), 600)
+
+    def clear_login_binding(self, response: Response) -> None:
+        self._clear(response, self.names.login)
+
+    def login_binding(self, conn: HTTPConnection) -> str | None:
+        return self._unsign(self._login, conn.cookies.get(self.names.login))
+
+
+def fingerprint(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def is_valid_id(value: str | None) -> bool:
+    return bool(value and _ID.match(value))
+
+
+def safe_return_to(raw: str | None, settings: Settings) -> str:
+    """An absolute URL on a trusted origin to send the browser back to, or a 400.
+
+    Relative paths resolve against the default origin; `//host`, `/\\host`, control characters and
+    schemes other than http(s) are refused outright rather than "fixed".
+    """
+    if raw is None or raw == "":
+        return settings.default_return_to
+    if len(raw) > MAX_RETURN_TO or _CONTROL.search(raw):
+        raise BFFError(400, "invalid_return_to", "return_to is too long or has forbidden characters.")
+    if raw.startswith("/") and not raw.startswith("//"):
+        return settings.default_return_to.rstrip("/") + raw
+    try:
+        parts = urlsplit(raw)
+        valid = parts.scheme in {"http", "https"} and bool(parts.hostname) and not parts.username
+    except ValueError:
+        valid = False
+    if not valid:
+        raise BFFError(400, "invalid_return_to", "return_to must be a path or a URL on an allowed origin.")
+    if not is_trusted_origin(raw, settings):
+        raise BFFError(400, "invalid_return_to", "return_to is not on an allowed origin (BFF_ALLOWED_ORIGINS).")
+    return raw
+
+
+def is_trusted_origin(origin: str, settings: Settings) -> bool:
+    try:
+        return origin != "null" and origin_of(origin) in settings.trusted_origins
+    except ValueError:
+        return False
+
+
+def require_csrf_proof(conn: HTTPConnection, settings: Settings, *, allow_form: bool) -> None:
+    """Reject a state-changing request that a foreign site could have sent.
+
+    A present `Origin` must be trusted. Then either the custom `X-CSRF: 1` header (which forces a CORS
+    preflight, so only trusted origins can send it) or, for form posts, that trusted Origin is proof.
+    """
+    origin = conn.headers.get("origin")
+    if origin is not None and not is_trusted_origin(origin, settings):
+        raise BFFError(403, "csrf_failed", "The request's Origin is not allowed.")
+    if conn.headers.get("x-csrf") == "1":
+        return
+    if allow_form and origin is not None:
+        return
+    raise BFFError(403, "csrf_failed", "Missing CSRF proof: send the header `X-CSRF: 1`.")

