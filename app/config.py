@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import re
 from functools import cached_property
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
@@ -69,11 +71,15 @@ def _check_secret(name: str, value: str, *, dev_mode: bool, min_length: int = 32
 class Settings(BaseSettings):
     """Every setting of the BFF. Names are the environment variables, upper-cased."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True, case_sensitive=False)
+    model_config = SettingsConfigDict(
+        env_file=".env", extra="ignore", frozen=True, case_sensitive=False, env_ignore_empty=True
+    )
 
     shopify_shop_domain: str
     shopify_client_id: str = Field(min_length=1)
     shopify_client_secret: SecretStr
+    shopify_previous_client_id: str | None = None
+    shopify_previous_client_secret: SecretStr | None = None
     shopify_scopes: str = "openid email customer-account-api:full"
     shopify_api_version: str = "2026-10"
 
@@ -92,13 +98,41 @@ class Settings(BaseSettings):
     bff_upstream_connect_timeout: float = Field(default=5.0, gt=0)
     bff_upstream_read_timeout: float = Field(default=20.0, gt=0)
     bff_user_agent: str = "customer-account-bff/0.1"
+    bff_token_encryption_keys: SecretStr | None = None
+    bff_rate_limit_login: str = "30/minute"
+    bff_rate_limit_graphql: str = "300/minute"
+    bff_trusted_proxies: Annotated[tuple[str, ...], NoDecode] = ()
+    bff_graphql_allowlist: str | None = None
+    bff_graphql_max_depth: int = Field(default=15, ge=0)
     bff_log_level: Literal["debug", "info", "warning", "error"] = "info"
 
-    @field_validator("bff_allowed_origins", mode="before")
+    @field_validator("bff_allowed_origins", "bff_trusted_proxies", mode="before")
     @classmethod
-    def _split_origins(cls, value: object) -> object:
+    def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(o.strip().rstrip("/") for o in value.split(",") if o.strip())
+        return value
+
+    @field_validator("bff_trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"BFF_TRUSTED_PROXIES entries must be IPs or CIDRs, got {entry!r}") from None
+        return value
+
+    @field_validator("bff_rate_limit_login", "bff_rate_limit_graphql")
+    @classmethod
+    def _rate(cls, value: str, info: ValidationInfo) -> str:
+        from limits import parse
+
+        try:
+            parse(value)
+        except ValueError:
+            name = str(info.field_name).upper()
+            raise ValueError(f"{name} must look like `30/minute` or `5/second`, got {value!r}") from None
         return value
 
     @field_validator("shopify_api_version")
@@ -127,9 +161,15 @@ class Settings(BaseSettings):
             if "*" in origin:
                 raise ValueError("BFF_ALLOWED_ORIGINS must list exact origins; wildcards are refused")
             _check_web_url("BFF_ALLOWED_ORIGINS", origin, dev_mode=dev, origin_only=True)
-        _check_secret("BFF_SESSION_SECRET", self.bff_session_secret.get_secret_value(), dev_mode=dev)
+        for secret in self.session_secrets:
+            _check_secret("BFF_SESSION_SECRET", secret, dev_mode=dev)
+        if not self.session_secrets:
+            raise ValueError("BFF_SESSION_SECRET must be set (openssl rand -hex 32)")
         if not self.shopify_client_secret.get_secret_value():
             raise ValueError("SHOPIFY_CLIENT_SECRET must be set (Customer Account API settings → Credentials)")
+        if self.shopify_previous_client_id and not self.shopify_previous_client_secret:
+            raise ValueError("SHOPIFY_PREVIOUS_CLIENT_ID is set but SHOPIFY_PREVIOUS_CLIENT_SECRET is not")
+        self.token_encryption_keys  # noqa: B018 - validates BFF_TOKEN_ENCRYPTION_KEYS early
         if self.bff_session_absolute_lifetime < self.bff_session_idle_timeout:
             raise ValueError("BFF_SESSION_ABSOLUTE_LIFETIME must be at least BFF_SESSION_IDLE_TIMEOUT")
         return self
@@ -149,6 +189,31 @@ class Settings(BaseSettings):
             "SHOPIFY_SHOP_DOMAIN must be a bare domain (https implied); an http://host:port origin is "
             f"accepted only for a loopback stand-in, got {raw!r}"
         )
+
+    @cached_property
+    def session_secrets(self) -> tuple[str, ...]:
+        """Cookie signing keys, newest first: sign with the first, accept any."""
+        raw = self.bff_session_secret.get_secret_value()
+        return tuple(s.strip() for s in raw.split(",") if s.strip())
+
+    @cached_property
+    def token_encryption_keys(self) -> tuple[bytes, ...]:
+        """AES-256 keys for tokens at rest, newest first; derived from the session secrets when unset."""
+        if self.bff_token_encryption_keys is None:
+            return ()
+        keys = []
+        for item in self.bff_token_encryption_keys.get_secret_value().split(","):
+            try:
+                key = base64.urlsafe_b64decode(item.strip() + "=" * (-len(item.strip()) % 4))
+            except (binascii.Error, ValueError):
+                key = b""
+            if len(key) != 32:
+                raise ValueError(
+                    "BFF_TOKEN_ENCRYPTION_KEYS must be comma-separated base64url 32-byte keys "
+                    "(python -c 'import os,base64;print(base64.urlsafe_b64encode(os.urandom(32)).decode())')"
+                )
+            keys.append(key)
+        return tuple(keys)
 
     @cached_property
     def shop_origin(self) -> str:

@@ -9,17 +9,24 @@ from contextlib import AsyncExitStack, asynccontextmanager
 import aiohttp
 import httpx
 from fastapi import FastAPI
+from limits import parse as parse_rate
 from redis.asyncio import Redis
 from starlette.middleware.cors import CORSMiddleware
 
 from app.config import Settings, load_settings
+from app.credentials import Credentials
+from app.crypto import TokenCipher, derive_key
 from app.discovery import Discovery
 from app.errors import install_error_handlers
+from app.graphql_policy import GraphQLPolicy, load_allowlist
+from app.headers import SecurityHeaders
+from app.metrics import Metrics
+from app.ratelimit import IpRateLimiter
 from app.routes import auth, graphql, health
 from app.security import CookieJar
 from app.services import Services
 from app.sessions import SessionStore
-from app.shopify import Credential, ShopifyAuth
+from app.shopify import ShopifyAuth
 from app.tokens import TokenRefresher
 
 log = logging.getLogger("bff")
@@ -35,12 +42,21 @@ def _redis_from(settings: Settings) -> Redis:
     )
 
 
+def token_cipher(settings: Settings) -> TokenCipher:
+    """BFF_TOKEN_ENCRYPTION_KEYS, or keys derived from the session secrets when it is unset."""
+    keys = settings.token_encryption_keys or tuple(derive_key(s) for s in settings.session_secrets)
+    return TokenCipher(keys)
+
+
 def build_services(
     settings: Settings, redis: Redis, http: httpx.AsyncClient, upstream: aiohttp.ClientSession
 ) -> Services:
     """Assemble the per-process services from already-open clients."""
+    metrics = Metrics()
+    graphql_rate = parse_rate(settings.bff_rate_limit_graphql)
     store = SessionStore(
         redis,
+        token_cipher(settings),
         idle_timeout=settings.bff_session_idle_timeout,
         absolute_lifetime=settings.bff_session_absolute_lifetime,
     )
@@ -51,11 +67,12 @@ def build_services(
         ttl=settings.bff_discovery_ttl,
     )
     auth_client = ShopifyAuth(http, discovery, user_agent=settings.bff_user_agent)
-    credential = Credential(settings.shopify_client_id, settings.shopify_client_secret.get_secret_value())
+    credentials = Credentials.from_settings(settings)
     refresher = TokenRefresher(
         store,
         auth_client,
-        {credential.client_id: credential},
+        credentials,
+        metrics,
         buffer=settings.bff_refresh_buffer,
         call_timeout=settings.bff_upstream_connect_timeout + settings.bff_upstream_read_timeout,
     )
@@ -68,7 +85,14 @@ def build_services(
         cookies=CookieJar(settings),
         http=http,
         upstream=upstream,
-        credential=credential,
+        credentials=credentials,
+        metrics=metrics,
+        rate_limiter=IpRateLimiter(settings.redis_url, settings.bff_rate_limit_login),
+        graphql_policy=GraphQLPolicy(
+            allowlist=load_allowlist(settings.bff_graphql_allowlist) if settings.bff_graphql_allowlist else None,
+            max_depth=settings.bff_graphql_max_depth,
+        ),
+        graphql_rate=(graphql_rate.amount, graphql_rate.get_expiry() * 1000),
     )
 
 
@@ -105,7 +129,9 @@ def create_app(
                     cookie_jar=aiohttp.DummyCookieJar(),  # never carry cookies between customers
                 )
             )
-            app.state.services = build_services(settings, redis_client, http_client, upstream)
+            services = build_services(settings, redis_client, http_client, upstream)
+            stack.push_async_callback(services.rate_limiter.aclose)
+            app.state.services = services
             yield
 
     app = FastAPI(
@@ -128,4 +154,5 @@ def create_app(
         allow_headers=["Content-Type", "X-CSRF", "Accept-Language"],
         max_age=600,
     )
+    app.add_middleware(SecurityHeaders, exempt_paths=("/docs",) if settings.bff_dev_mode else ())
     return app

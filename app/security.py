@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -26,13 +27,19 @@ class CookieNames:
 
 
 class CookieJar:
-    """Writes and reads the BFF's two cookies; both hold only a signed opaque id."""
+    """Writes and reads the BFF's two cookies; both hold only a signed opaque id.
+
+    Signing keys rotate: cookies are signed with the first of BFF_SESSION_SECRET's keys, and a cookie
+    signed with any listed key is accepted (and flagged for re-signing).
+    """
 
     def __init__(self, settings: Settings) -> None:
-        secret = settings.bff_session_secret.get_secret_value()
+        keys = settings.session_secrets
         # One salt per purpose: a login-binding cookie can never pass as a session cookie.
-        self._session = Signer(secret, salt="bff.session")
-        self._login = Signer(secret, salt="bff.login")
+        # itsdangerous signs with the LAST key of a list and verifies with all of them.
+        self._session = Signer(keys[0], salt="bff.session")
+        self._session_any = Signer(list(reversed(keys)), salt="bff.session") if len(keys) > 1 else None
+        self._login = Signer(list(reversed(keys)), salt="bff.login")
         self._secure = settings.secure_cookies
         prefix = "__Host-" if self._secure else ""
         self.names = CookieNames(session=f"{prefix}bff_session", login=f"{prefix}bff_login")
@@ -64,7 +71,16 @@ class CookieJar:
 
     def session_id(self, conn: HTTPConnection) -> str | None:
         """The session id from a validly signed cookie, else None (tampered counts as absent)."""
-        return self._unsign(self._session, conn.cookies.get(self.names.session))
+        return self.read_session(conn)[0]
+
+    def read_session(self, conn: HTTPConnection) -> tuple[str | None, bool]:
+        """(session id, whether the cookie was signed with an older key and should be re-signed)."""
+        raw = conn.cookies.get(self.names.session)
+        sid = self._unsign(self._session, raw)
+        if sid is not None or self._session_any is None:
+            return sid, False
+        sid = self._unsign(self._session_any, raw)
+        return sid, sid is not None
 
     def has_session_cookie(self, conn: HTTPConnection) -> bool:
         return self.names.session in conn.cookies
@@ -77,6 +93,27 @@ class CookieJar:
 
     def login_binding(self, conn: HTTPConnection) -> str | None:
         return self._unsign(self._login, conn.cookies.get(self.names.login))
+
+
+def client_ip(conn: HTTPConnection, trusted_proxies: tuple[str, ...]) -> str:
+    """The client's address: the TCP peer, or, only when that peer is a trusted proxy, the nearest
+    X-Forwarded-For entry that is not itself a trusted proxy (never the spoofable leftmost one)."""
+    peer = conn.client.host if conn.client else "unknown"
+    if not trusted_proxies or not _in_networks(peer, trusted_proxies):
+        return peer
+    forwarded = [h.strip() for h in conn.headers.get("x-forwarded-for", "").split(",") if h.strip()]
+    for hop in reversed(forwarded):
+        if not _in_networks(hop, trusted_proxies):
+            return hop
+    return forwarded[0] if forwarded else peer
+
+
+def _in_networks(address: str, networks: tuple[str, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in ipaddress.ip_network(n, strict=False) for n in networks)
 
 
 def fingerprint(value: str) -> str:

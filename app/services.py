@@ -11,10 +11,14 @@ from fastapi import Depends, Request
 from starlette.requests import HTTPConnection
 
 from app.config import Settings
+from app.credentials import Credentials
 from app.discovery import Discovery
+from app.graphql_policy import GraphQLPolicy
+from app.metrics import Metrics
+from app.ratelimit import IpRateLimiter
 from app.security import CookieJar
 from app.sessions import SessionStore
-from app.shopify import Credential, ShopifyAuth
+from app.shopify import ShopifyAuth
 from app.tokens import TokenRefresher
 
 
@@ -30,7 +34,11 @@ class Services:
     cookies: CookieJar
     http: httpx.AsyncClient
     upstream: aiohttp.ClientSession
-    credential: Credential  # new logins use this one
+    credentials: Credentials  # new logins use .current
+    metrics: Metrics
+    rate_limiter: IpRateLimiter
+    graphql_policy: GraphQLPolicy
+    graphql_rate: tuple[int, int]  # (requests, per milliseconds) per session
 
 
 def services_of(conn: HTTPConnection) -> Services:

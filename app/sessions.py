@@ -1,15 +1,23 @@
 """Redis-backed server sessions and single-use pending logins.
 
 Key layout (the `{...}` hash tag keeps every key of one session in one Redis Cluster slot):
-  bff:session:{sid}   hash  d=session JSON, g=generation, a=absolute deadline (ms)
-  bff:lock:{sid}      string  owner token of the refresh lock
-  bff:refresh:{sid}   string  outcome of the last failed refresh, for processes that waited on it
-  bff:login:{state}   string  pending login JSON, 10 minutes, consumed with GETDEL
+  bff:session:{sid}      hash    d=encrypted session JSON, g=generation, a=absolute deadline (ms)
+  bff:lock:{sid}         string  owner token of the refresh lock
+  bff:refresh:{sid}      string  outcome of the last failed refresh, for processes that waited on it
+  bff:rl:{sid}           string  /graphql requests in the current rate-limit window
+  bff:login:{state}      string  encrypted pending login, 10 minutes, consumed with GETDEL
+  bff:customer:{h(sub)}  zset    the customer's session ids, scored by absolute deadline ("log out everywhere")
+
+Records are encrypted (AES-GCM, the session id or state as associated data), so a Redis dump or MONITOR
+shows no usable token, and a record copied under another id does not decrypt.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import json
+import logging
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -22,21 +30,36 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from app.errors import SessionStoreUnavailable
+from app.crypto import TokenCipher
+from app.errors import BFFError, SessionStoreUnavailable
 
+log = logging.getLogger("bff.sessions")
 PENDING_LOGIN_TTL = 600
+INDEX_PRUNE_AT = 20
 T = TypeVar("T")
 
-# Read a session and slide its idle expiry, capped by the absolute deadline, in one round trip.
-# PEXPIRE only runs when the TTL has drifted by more than ARGV[3] ms, so a burst of requests does not
-# turn every read into a write.
+# Read a session, slide its idle expiry (capped by the absolute deadline) and count it against the
+# session's rate limit, all in one round trip. PEXPIRE only runs when the TTL has drifted by more than
+# ARGV[3] ms, so a burst of requests does not turn every read into a write.
 _TOUCH = """
 local v = redis.call('HMGET', KEYS[1], 'd', 'g', 'a')
 if not v[1] then return false end
 local ttl = math.min(tonumber(ARGV[2]), tonumber(v[3]) - tonumber(ARGV[1]))
 if ttl <= 0 then redis.call('DEL', KEYS[1]) return false end
 if redis.call('PTTL', KEYS[1]) < ttl - tonumber(ARGV[3]) then redis.call('PEXPIRE', KEYS[1], ttl) end
+local limit = tonumber(ARGV[4])
+if limit > 0 then
+  local n = redis.call('INCR', KEYS[2])
+  if n == 1 then redis.call('PEXPIRE', KEYS[2], ARGV[5]) end
+  if n > limit then return {v[1], v[2], tostring(ttl), tostring(redis.call('PTTL', KEYS[2]))} end
+end
 return {v[1], v[2], tostring(ttl)}
+"""
+
+_CREATE = """
+redis.call('HSET', KEYS[1], 'd', ARGV[1], 'g', '0', 'a', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
 """
 
 # Compare-and-set on the generation: a refresh result never overwrites a newer refresh, and never
@@ -65,21 +88,16 @@ class Session:
     access_lifetime: float
     refresh_token: str
     id_token: str
-    client_id: str
+    credential: str  # id of the Shopify credential the tokens were issued to
     created_at: float
     generation: int = 0
     ttl_ms: int = field(default=0, compare=False)
 
-    def to_json(self) -> str:
+    def to_json(self) -> bytes:
         data = asdict(self)
         for transient in ("sid", "generation", "ttl_ms"):
             data.pop(transient)
-        return json.dumps(data, separators=(",", ":"))
-
-    @classmethod
-    def from_redis(cls, sid: str, raw: bytes | str, generation: int, ttl_ms: int = 0) -> Session:
-        data = json.loads(raw)
-        return cls(sid=sid, generation=generation, ttl_ms=ttl_ms, **data)
+        return json.dumps(data, separators=(",", ":")).encode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +124,14 @@ def _outcome_key(sid: str) -> str:
     return f"bff:refresh:{{{sid}}}"
 
 
+def _rate_key(sid: str) -> str:
+    return f"bff:rl:{{{sid}}}"
+
+
+def _customer_key(sub: str) -> str:
+    return f"bff:customer:{{{hashlib.sha256(sub.encode()).hexdigest()[:32]}}}"
+
+
 def new_id() -> str:
     return secrets.token_urlsafe(32)
 
@@ -125,13 +151,15 @@ async def guarded(call: Awaitable[T]) -> T:
 class SessionStore:
     """Sessions, pending logins and refresh locks in Redis."""
 
-    def __init__(self, redis: Redis, *, idle_timeout: int, absolute_lifetime: int) -> None:
+    def __init__(self, redis: Redis, cipher: TokenCipher, *, idle_timeout: int, absolute_lifetime: int) -> None:
         self._redis = redis
+        self._cipher = cipher
         self._idle_ms = idle_timeout * 1000
         self._absolute_ms = absolute_lifetime * 1000
         # Slide at most every 1% of the idle timeout (capped at a minute): one write per burst.
         self._slack_ms = min(60_000, self._idle_ms // 100)
         self._touch = redis.register_script(_TOUCH)
+        self._create = redis.register_script(_CREATE)
         self._replace = redis.register_script(_REPLACE)
         self._unlock = redis.register_script(_UNLOCK)
 
@@ -139,32 +167,52 @@ class SessionStore:
     def redis(self) -> Redis:
         return self._redis
 
+    def _seal(self, session: Session) -> bytes:
+        return self._cipher.encrypt(session.to_json(), session.sid.encode())
+
+    def _open(self, sid: str, blob: bytes, generation: int, ttl_ms: int = 0) -> Session | None:
+        plain = self._cipher.decrypt(blob, sid.encode())
+        if plain is None:
+            # Encrypted under a key no longer configured, or tampered with: unusable, so treated as absent.
+            log.warning("a session record could not be decrypted; check BFF_TOKEN_ENCRYPTION_KEYS")
+            return None
+        return Session(sid=sid, generation=generation, ttl_ms=ttl_ms, **json.loads(plain))
+
     async def create(self, session: Session) -> Session:
-        """Store a brand-new session under a fresh id (the caller made the id)."""
+        """Store a brand-new session under a fresh id (the caller made the id), indexed by customer."""
         now_ms = int(time.time() * 1000)
+        deadline = now_ms + self._absolute_ms
         ttl = min(self._idle_ms, self._absolute_ms)
-        key = _session_key(session.sid)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, mapping={"d": session.to_json(), "g": "0", "a": str(now_ms + self._absolute_ms)})
-            pipe.pexpire(key, ttl)
-            await guarded(pipe.execute())
+        await guarded(self._create(keys=[_session_key(session.sid)], args=[self._seal(session), deadline, ttl]))
+        await self._index(session.sub, session.sid, deadline, now_ms)
         return replace(session, generation=0, ttl_ms=ttl)
 
-    async def load(self, sid: str) -> Session | None:
-        """Read a session and slide its idle expiry: the steady-state path's one round trip."""
+    async def load(self, sid: str, *, rate_limit: tuple[int, int] = (0, 0)) -> Session | None:
+        """Read a session, slide its idle expiry and apply `(requests, per ms)`: one round trip.
+
+        Raises a 429 `rate_limited` when the session is over its limit.
+        """
         now_ms = int(time.time() * 1000)
-        found = await guarded(self._touch(keys=[_session_key(sid)], args=[now_ms, self._idle_ms, self._slack_ms]))
+        found = await guarded(
+            self._touch(
+                keys=[_session_key(sid), _rate_key(sid)],
+                args=[now_ms, self._idle_ms, self._slack_ms, rate_limit[0], rate_limit[1]],
+            )
+        )
         if not found:
             return None
-        raw, generation, ttl = cast(list[bytes], found)
-        return Session.from_redis(sid, raw, int(generation), int(ttl))
+        values = cast(list[bytes], found)
+        if len(values) == 4:
+            retry = str(max(1, -(-int(values[3]) // 1000)))
+            raise BFFError(429, "rate_limited", "Too many requests for this session.", headers={"Retry-After": retry})
+        return self._open(sid, values[0], int(values[1]), int(values[2]))
 
     async def peek(self, sid: str) -> Session | None:
         """Read a session without sliding it (used after waiting for another refresher)."""
         raw, generation = await guarded(self._redis.hmget(_session_key(sid), ["d", "g"]))
-        if raw is None or generation is None:
+        if not isinstance(raw, bytes) or generation is None:
             return None
-        return Session.from_redis(sid, raw, int(generation))
+        return self._open(sid, raw, int(generation))
 
     async def replace_if_current(self, session: Session) -> Session | None:
         """Store refreshed tokens unless the session moved on (or was deleted) meanwhile."""
@@ -172,13 +220,47 @@ class SessionStore:
         ok = await guarded(
             self._replace(
                 keys=[_session_key(session.sid)],
-                args=[str(session.generation), session.to_json(), str(new_generation)],
+                args=[str(session.generation), self._seal(session), str(new_generation)],
             )
         )
         return replace(session, generation=new_generation) if ok else None
 
-    async def delete(self, sid: str) -> None:
-        await guarded(self._redis.delete(_session_key(sid), _lock_key(sid), _outcome_key(sid)))
+    async def delete(self, sid: str, *, sub: str | None = None) -> None:
+        await guarded(self._redis.delete(_session_key(sid), _lock_key(sid), _outcome_key(sid), _rate_key(sid)))
+        if sub is not None:
+            await guarded(self._redis.zrem(_customer_key(sub), sid))
+
+    # --- the per-customer index -------------------------------------------------------------------
+
+    async def _index(self, sub: str, sid: str, deadline_ms: int, now_ms: int) -> None:
+        key = _customer_key(sub)
+        # Bounded: members past their absolute deadline go at every login, and the index expires with
+        # its newest session. Idle-expired members are pruned whenever the index grows past a few.
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zremrangebyscore(key, "-inf", now_ms)
+            pipe.zadd(key, {sid: deadline_ms})
+            pipe.pexpire(key, self._absolute_ms)
+            pipe.zcard(key)
+            *_, size = await guarded(pipe.execute())
+        if int(size) > INDEX_PRUNE_AT:
+            members = await self.session_ids_of(sub)
+            alive = await asyncio.gather(*(guarded(self._redis.exists(_session_key(m))) for m in members))
+            dead = [m for m, exists in zip(members, alive, strict=True) if not exists]
+            if dead:
+                await guarded(self._redis.zrem(key, *dead))
+
+    async def session_ids_of(self, sub: str) -> list[str]:
+        members = await guarded(self._redis.zrange(_customer_key(sub), 0, -1))
+        return [m.decode() for m in cast(list[bytes], members)]
+
+    async def end_all(self, sub: str) -> int:
+        """End every session of one customer ("log out everywhere"); returns how many were live."""
+        ended = 0
+        for sid in await self.session_ids_of(sub):
+            ended += int(await guarded(self._redis.delete(_session_key(sid))))
+            await guarded(self._redis.delete(_lock_key(sid), _outcome_key(sid), _rate_key(sid)))
+        await guarded(self._redis.delete(_customer_key(sub)))
+        return ended
 
     # --- refresh lock ---------------------------------------------------------------------------
 

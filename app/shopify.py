@@ -14,19 +14,9 @@ from urllib.parse import urlencode
 import httpx
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
+from app.credentials import Credential
 from app.discovery import Discovery
 from app.errors import BFFError
-
-
-@dataclass(frozen=True, slots=True)
-class Credential:
-    """One Shopify client credential (client id and secret)."""
-
-    client_id: str
-    client_secret: str
-
-    def __repr__(self) -> str:
-        return f"Credential(client_id={self.client_id!r}, client_secret='**********')"
 
 
 @dataclass(frozen=True, slots=True)

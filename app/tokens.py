@@ -14,10 +14,12 @@ import logging
 import time
 from dataclasses import replace
 
+from app.credentials import Credentials
 from app.errors import BFFError
+from app.metrics import Metrics
 from app.security import fingerprint
 from app.sessions import Session, SessionStore
-from app.shopify import Credential, InvalidGrant, ShopifyAuth
+from app.shopify import InvalidClient, InvalidGrant, ShopifyAuth, TokenSet
 
 log = logging.getLogger("bff.tokens")
 
@@ -46,7 +48,8 @@ class TokenRefresher:
         self,
         store: SessionStore,
         auth: ShopifyAuth,
-        credentials: dict[str, Credential],
+        credentials: Credentials,
+        metrics: Metrics,
         *,
         buffer: float,
         call_timeout: float,
@@ -54,6 +57,7 @@ class TokenRefresher:
         self._store = store
         self._auth = auth
         self._credentials = credentials
+        self._metrics = metrics
         self._buffer = buffer
         self._call_timeout = call_timeout
         self._lock_ttl = call_timeout + 5.0
@@ -85,6 +89,7 @@ class TokenRefresher:
                 if owned:
                     return await self._refresh_holding_lock(stale, tag)
             # Another process is refreshing: wait for it, then take its result.
+            self._metrics.refresh_waits.inc()
             while await self._store.lock_held(stale.sid):
                 if time.monotonic() > deadline:
                     raise BFFError(504, "refresh_timeout", "Timed out waiting for a token refresh.")
@@ -110,20 +115,24 @@ class TokenRefresher:
             raise InvalidGrant()
         if current.access_token != stale.access_token:
             return current  # a peer finished just before we took the lock
-        credential = self._credentials.get(current.client_id) or next(iter(self._credentials.values()))
         try:
             async with asyncio.timeout(self._call_timeout):
-                tokens = await self._auth.refresh(refresh_token=current.refresh_token, credential=credential)
+                tokens, credential_id = await self._call(current)
         except InvalidGrant:
             log.info("refresh token rejected (invalid_grant); ending session")
-            await self._store.delete(stale.sid)
+            self._metrics.refreshes.labels("invalid_grant").inc()
+            self._metrics.sessions_ended.labels("invalid_grant").inc()
+            await self._store.delete(stale.sid, sub=current.sub)
             raise
         except TimeoutError as exc:
+            self._metrics.refreshes.labels("timeout").inc()
             await self._store.record_refresh_failure(stale.sid, tag, "token_endpoint_timeout")
             raise BFFError(504, "token_endpoint_timeout", "Shopify's token endpoint timed out.") from exc
         except BFFError as exc:
+            self._metrics.refreshes.labels(exc.code).inc()
             await self._store.record_refresh_failure(stale.sid, tag, exc.code)
             raise
+        self._metrics.refreshes.labels("ok").inc()
         updated = replace(
             current,
             access_token=tokens.access_token,
@@ -131,10 +140,31 @@ class TokenRefresher:
             access_lifetime=tokens.expires_in,
             # Shopify rotates refresh tokens; keep the old one only if none came back.
             refresh_token=tokens.refresh_token or current.refresh_token,
-            client_id=credential.client_id,
+            credential=credential_id,
         )
         stored = await self._store.replace_if_current(updated)
         if stored is None:
             # Logout (or a newer login) won the race; the new tokens are simply dropped.
             raise InvalidGrant()
         return stored
+
+    async def _call(self, session: Session) -> tuple[TokenSet, str]:
+        """Refresh with the credential the tokens were issued to; after `invalid_client`, once with the other."""
+        credential = self._credentials.for_session(session.credential)
+        try:
+            tokens = await self._auth.refresh(refresh_token=session.refresh_token, credential=credential)
+        except InvalidClient:
+            fallback = self._credentials.other_than(credential)
+            if fallback is None:
+                raise
+            log.warning("Shopify refused a credential (invalid_client); retrying the refresh with the other one")
+            credential = fallback
+            tokens = await self._auth.refresh(refresh_token=session.refresh_token, credential=credential)
+        if self._credentials.is_previous(credential):
+            self._metrics.previous_credential.inc()
+            log.warning(
+                "the previous Shopify credential (client %s) is still in use; keep it until "
+                "bff_previous_credential_uses_total stops moving",
+                credential.client_id,
+            )
+        return tokens, credential.id

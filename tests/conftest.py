@@ -145,6 +145,9 @@ def make_settings(shop_url: str, redis_url: str, **overrides: Any) -> Settings:
         "redis_url": redis_url,
         "bff_upstream_read_timeout": 3.0,
         "bff_upstream_connect_timeout": 1.0,
+        # Every test comes from 127.0.0.1; the rate-limit tests set their own low limits.
+        "bff_rate_limit_login": "100000/minute",
+        "bff_rate_limit_graphql": "100000/minute",
     }
     values.update(overrides)
     return load_settings(**values)

@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from app.errors import NO_STORE, BFFError, error_response
 from app.idtoken import verify_id_token
-from app.security import fingerprint, is_valid_id, require_csrf_proof, safe_return_to
+from app.security import client_ip, fingerprint, is_valid_id, require_csrf_proof, safe_return_to
 from app.services import Deps, Services
 from app.sessions import PendingLogin, Session, new_id
 from app.shopify import InvalidGrant, code_challenge
@@ -49,6 +49,7 @@ async def login(
     prompt: str | None = None,
 ) -> Response:
     settings = deps.settings
+    await deps.rate_limiter.hit_login("login", client_ip(request, settings.bff_trusted_proxies))
     target = safe_return_to(return_to, settings)
     if locale is not None and not _LOCALE.match(locale):
         raise BFFError(400, "invalid_request", "locale must look like `en` or `fr-CA`.")
@@ -67,7 +68,7 @@ async def login(
         created_at=time.time(),
     )
     params = {
-        "client_id": deps.credential.client_id,
+        "client_id": deps.credentials.current.client_id,
         "response_type": "code",
         "redirect_uri": settings.redirect_uri,
         "scope": settings.shopify_scopes,
@@ -87,12 +88,14 @@ async def login(
     await deps.store.save_pending_login(pending)
     response = _redirect(url)
     deps.cookies.set_login_binding(response, binding)
+    deps.metrics.logins.labels("redirected").inc()
     return response
 
 
 def _callback_failure(request: Request, deps: Services, exc: BFFError, return_to: str | None) -> Response:
     """A browser navigation goes back to the storefront with an error flag; API clients get JSON."""
     log.info("login callback failed: %s", exc.code)
+    deps.metrics.callbacks.labels(exc.code).inc()
     if "text/html" in request.headers.get("accept", ""):
         target = return_to or deps.settings.default_return_to
         return _redirect(_with_flag(target, "login_error", exc.code))
@@ -107,6 +110,7 @@ async def callback(
     code: Annotated[str | None, Query(max_length=2048)] = None,
     error: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Response:
+    await deps.rate_limiter.hit_login("callback", client_ip(request, deps.settings.bff_trusted_proxies))
     if not is_valid_id(state):
         return _callback_failure(request, deps, BFFError(400, "invalid_state", "Missing or malformed state."), None)
     assert state is not None
@@ -120,6 +124,7 @@ async def callback(
         return _callback_failure(request, deps, failure, None)
     if error is not None:
         flag = error if _ERROR_CODE.match(error) else "authorization_failed"
+        deps.metrics.callbacks.labels(flag).inc()
         return _redirect(_with_flag(pending.return_to, "login_error", flag))
     if not code:
         failure = BFFError(400, "invalid_request", "The callback carries no code.")
@@ -138,11 +143,13 @@ async def callback(
         await deps.store.delete(previous)  # never let a pre-login session id survive the login
     response = _redirect(pending.return_to)
     deps.cookies.set_session(response, session.sid)
+    deps.metrics.callbacks.labels("ok").inc()
+    deps.metrics.sessions_created.inc()
     return response
 
 
 async def _open_session(deps: Services, code: str, pending: PendingLogin) -> Session:
-    credential = deps.credential
+    credential = deps.credentials.current
     tokens = await deps.auth.exchange_code(
         code=code,
         redirect_uri=deps.settings.redirect_uri,
@@ -167,7 +174,7 @@ async def _open_session(deps: Services, code: str, pending: PendingLogin) -> Ses
         access_lifetime=tokens.expires_in,
         refresh_token=tokens.refresh_token,
         id_token=tokens.id_token,
-        client_id=credential.client_id,
+        credential=credential.id,
         created_at=time.time(),
     )
     return await deps.store.create(session)
@@ -175,7 +182,7 @@ async def _open_session(deps: Services, code: str, pending: PendingLogin) -> Ses
 
 @router.get("/session", summary="Is this browser logged in, and as whom")
 async def session_status(request: Request, deps: Deps) -> Response:
-    sid = deps.cookies.session_id(request)
+    sid, resign = deps.cookies.read_session(request)
     session = await deps.store.load(sid) if sid else None
     if session is None:
         response = JSONResponse({"authenticated": False}, headers=NO_STORE)
@@ -187,17 +194,25 @@ async def session_status(request: Request, deps: Deps) -> Response:
         "customer": session.claims,
         "expires_at": int(time.time() + session.ttl_ms / 1000),
     }
-    return JSONResponse(body, headers=NO_STORE)
+    response = JSONResponse(body, headers=NO_STORE)
+    if resign:
+        deps.cookies.set_session(response, session.sid)
+    return response
 
 
 @router.post("/logout", summary="End the session here and at the shop")
-async def logout(request: Request, deps: Deps) -> Response:
+async def logout(request: Request, deps: Deps, everywhere: bool = False) -> Response:
     settings = deps.settings
     require_csrf_proof(request, settings, allow_form=True)
     sid = deps.cookies.session_id(request)
     session = await deps.store.peek(sid) if sid else None
     if sid:
-        await deps.store.delete(sid)
+        await deps.store.delete(sid, sub=session.sub if session else None)
+    if session is not None:
+        deps.metrics.sessions_ended.labels("logout").inc()
+        if everywhere:
+            ended = await deps.store.end_all(session.sub)
+            deps.metrics.sessions_ended.labels("logout_everywhere").inc(ended)
     target = settings.bff_post_logout_redirect_url
     if session is not None:
         try:

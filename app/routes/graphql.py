@@ -8,6 +8,7 @@ aiohttp session.
 from __future__ import annotations
 
 import json
+import time
 
 import aiohttp
 from starlette.requests import Request
@@ -35,7 +36,8 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _validate(body: bytes) -> None:
+def _validate(body: bytes) -> str:
+    """Check the body's shape; return the query text."""
     try:
         document = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -50,16 +52,18 @@ def _validate(body: bytes) -> None:
     name = document.get("operationName")
     if name is not None and not isinstance(name, str):
         raise BFFError(400, "invalid_request", "`operationName` must be a string.")
+    query: str = document["query"]
+    return query
 
 
-async def _current_session(request: Request, deps: Services) -> Session:
-    sid = deps.cookies.session_id(request)
+async def _current_session(request: Request, deps: Services) -> tuple[Session, bool]:
+    sid, resign = deps.cookies.read_session(request)
     if sid is None:
         raise BFFError(401, "not_authenticated", "Log in first.")
-    session = await deps.store.load(sid)
+    session = await deps.store.load(sid, rate_limit=deps.graphql_rate)
     if session is None:
         raise BFFError(401, "session_expired", "The session has ended; log in again.")
-    return session
+    return session, resign
 
 
 async def _send(
@@ -73,11 +77,14 @@ async def _send(
     }
     if accept_language:
         headers["Accept-Language"] = accept_language
+    started = time.perf_counter()
     try:
         async with deps.upstream.post(url, data=body, headers=headers) as upstream:
             payload = await upstream.read()
             passed = {h: upstream.headers[h] for h in _PASS_RESPONSE_HEADERS if h in upstream.headers}
             passed["content-type"] = upstream.headers.get("content-type", "application/json")
+            deps.metrics.upstream_latency.labels("graphql").observe(time.perf_counter() - started)
+            deps.metrics.proxied.labels(str(upstream.status)).inc()
             return upstream.status, payload, passed
     except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
         raise BFFError(504, "upstream_timeout", "The Customer Account API timed out.") from exc
@@ -95,8 +102,11 @@ async def graphql_proxy(request: Request) -> Response:
     deps = services_of(request)
     require_csrf_proof(request, deps.settings, allow_form=False)
     body = await _read_body(request, deps.settings.bff_graphql_max_body_bytes)
-    _validate(body)
-    session = await deps.refresher.fresh(await _current_session(request, deps))
+    query = _validate(body)
+    if deps.graphql_policy.active:
+        deps.graphql_policy.check(query)
+    session, resign = await _current_session(request, deps)
+    session = await deps.refresher.fresh(session)
     url = (await deps.discovery.endpoints()).graphql_url
     language = request.headers.get("accept-language")
 
@@ -106,4 +116,7 @@ async def graphql_proxy(request: Request) -> Response:
         session = await deps.refresher.refresh(session)
         status, payload, headers = await _send(deps, url, body, session.access_token, language)
     headers["cache-control"] = "no-store"
-    return Response(payload, status_code=status, headers=headers)
+    response = Response(payload, status_code=status, headers=headers)
+    if resign:
+        deps.cookies.set_session(response, session.sid)
+    return response

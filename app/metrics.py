@@ -1,0 +1,45 @@
+"""Prometheus metrics, one registry per app so several apps in one process (tests) stay apart."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class Metrics:
+    """Every metric the BFF exports, named `bff_*`."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.logins = Counter("bff_logins_total", "Logins started, by outcome.", ["outcome"], registry=r)
+        self.callbacks = Counter("bff_callbacks_total", "Login callbacks, by outcome.", ["outcome"], registry=r)
+        self.refreshes = Counter("bff_refreshes_total", "Token refreshes, by outcome.", ["outcome"], registry=r)
+        self.refresh_waits = Counter(
+            "bff_refresh_lock_waits_total", "Requests that waited for another process's refresh.", registry=r
+        )
+        self.proxied = Counter(
+            "bff_graphql_requests_total", "Proxied GraphQL requests, by upstream status.", ["status"], registry=r
+        )
+        self.upstream_latency = Histogram(
+            "bff_upstream_latency_seconds",
+            "Latency of calls to Shopify, by endpoint.",
+            ["endpoint"],
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
+        self.redis_errors = Counter("bff_redis_errors_total", "Redis calls that failed.", registry=r)
+        self.sessions_created = Counter("bff_sessions_created_total", "Sessions created at login.", registry=r)
+        self.sessions_ended = Counter("bff_sessions_ended_total", "Sessions ended, by reason.", ["reason"], registry=r)
+        self.previous_credential = Counter(
+            "bff_previous_credential_uses_total",
+            "Token calls made with the previous Shopify credential; revoke it once this stops moving.",
+            registry=r,
+        )
+        self.rejected = Counter(
+            "bff_requests_rejected_total", "Requests refused before reaching Shopify, by code.", ["code"], registry=r
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
