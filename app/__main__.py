@@ -1,11 +1,14 @@
-"""Command line: `python -m app doctor` checks a deployment; `python -m app serve` runs the BFF."""
+"""Command line: `serve` runs the BFF, `doctor` checks a deployment, `end-sessions` logs a customer out
+everywhere, `allowlist` builds a GraphQL allowlist from `.graphql` files."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import sys
+from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,12 +19,29 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", default=os.environ.get("BFF_HOST", "0.0.0.0"))  # noqa: S104 - a server
     serve.add_argument("--port", type=int, default=int(os.environ.get("BFF_PORT", "8000")))
     serve.add_argument("--workers", type=int, default=int(os.environ.get("BFF_WORKERS", "1")))
+    end = commands.add_parser("end-sessions", help="end every session of one customer (log out everywhere)")
+    end.add_argument("--sub", required=True, help="the customer's `sub` claim, as /auth/session shows it")
+    allow = commands.add_parser("allowlist", help="print an allowlist (JSON) for BFF_GRAPHQL_ALLOWLIST")
+    allow.add_argument("files", nargs="+", type=Path, help="the front end's .graphql files")
     args = parser.parse_args(argv)
 
     if args.command == "doctor":
         from app.doctor import run_doctor
 
         return asyncio.run(run_doctor())
+    if args.command == "end-sessions":
+        ended = asyncio.run(_end_sessions(args.sub))
+        print(f"ended {ended} session(s) of {args.sub}")  # noqa: T201
+        return 0
+    if args.command == "allowlist":
+        from app.graphql_policy import build_allowlist
+
+        try:
+            print(json.dumps(build_allowlist(args.files), indent=2))  # noqa: T201
+        except (OSError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)  # noqa: T201
+            return 1
+        return 0
 
     import uvicorn
 
@@ -38,6 +58,25 @@ def main(argv: list[str] | None = None) -> int:
         timeout_graceful_shutdown=20,
     )
     return 0
+
+
+async def _end_sessions(sub: str) -> int:
+    from app.config import load_settings
+    from app.main import redis_from, token_cipher
+    from app.sessions import SessionStore
+
+    settings = load_settings()
+    redis = redis_from(settings)
+    try:
+        store = SessionStore(
+            redis,
+            token_cipher(settings),
+            idle_timeout=settings.bff_session_idle_timeout,
+            absolute_lifetime=settings.bff_session_absolute_lifetime,
+        )
+        return await store.end_all(sub)
+    finally:
+        await redis.aclose()
 
 
 if __name__ == "__main__":

@@ -104,6 +104,7 @@ class Settings(BaseSettings):
     bff_trusted_proxies: Annotated[tuple[str, ...], NoDecode] = ()
     bff_graphql_allowlist: str | None = None
     bff_graphql_max_depth: int = Field(default=15, ge=0)
+    bff_metrics_listener: str = Field(default="public", pattern=r"^(public|off|[\w.\-\[\]:]+:\d{1,5})$")
     bff_log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @field_validator("bff_allowed_origins", "bff_trusted_proxies", mode="before")

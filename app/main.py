@@ -10,6 +10,7 @@ import aiohttp
 import httpx
 from fastapi import FastAPI
 from limits import parse as parse_rate
+from prometheus_client import start_http_server
 from redis.asyncio import Redis
 from starlette.middleware.cors import CORSMiddleware
 
@@ -32,7 +33,7 @@ from app.tokens import TokenRefresher
 log = logging.getLogger("bff")
 
 
-def _redis_from(settings: Settings) -> Redis:
+def redis_from(settings: Settings) -> Redis:
     return Redis.from_url(
         settings.redis_url,
         socket_timeout=2.0,
@@ -96,6 +97,22 @@ def build_services(
     )
 
 
+def _start_metrics_listener(settings: Settings, metrics: Metrics, stack: AsyncExitStack) -> None:
+    """Serve /metrics on its own host:port, away from the public listener, when so configured."""
+    listener = settings.bff_metrics_listener
+    if listener in {"public", "off"}:
+        return
+    host, _, port = listener.rpartition(":")
+    try:
+        server, thread = start_http_server(int(port), addr=host.strip("[]"), registry=metrics.registry)
+    except OSError as exc:
+        # With several workers only the first can bind; the others' metrics are not exported there.
+        log.warning("metrics listener %s not started: %s", listener, exc)
+        return
+    stack.callback(thread.join, 5)
+    stack.callback(server.shutdown)
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -109,7 +126,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            redis_client = redis or _redis_from(settings)
+            redis_client = redis or redis_from(settings)
             if redis is None:
                 stack.push_async_callback(redis_client.aclose)
             timeout = httpx.Timeout(settings.bff_upstream_read_timeout, connect=settings.bff_upstream_connect_timeout)
@@ -131,6 +148,7 @@ def create_app(
             )
             services = build_services(settings, redis_client, http_client, upstream)
             stack.push_async_callback(services.rate_limiter.aclose)
+            _start_metrics_listener(settings, services.metrics, stack)
             app.state.services = services
             yield
 

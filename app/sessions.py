@@ -291,12 +291,14 @@ class SessionStore:
     # --- pending logins -------------------------------------------------------------------------
 
     async def save_pending_login(self, login: PendingLogin) -> None:
-        await guarded(self._redis.set(f"bff:login:{login.state}", json.dumps(asdict(login)), ex=PENDING_LOGIN_TTL))
+        blob = self._cipher.encrypt(json.dumps(asdict(login)).encode(), login.state.encode())
+        await guarded(self._redis.set(f"bff:login:{login.state}", blob, ex=PENDING_LOGIN_TTL))
 
     async def take_pending_login(self, state: str) -> PendingLogin | None:
         """Consume a pending login atomically: a replayed state finds nothing."""
-        raw = await guarded(self._redis.getdel(f"bff:login:{state}"))
-        return PendingLogin(**json.loads(raw)) if raw else None
+        blob = await guarded(self._redis.getdel(f"bff:login:{state}"))
+        plain = self._cipher.decrypt(blob, state.encode()) if isinstance(blob, bytes) else None
+        return PendingLogin(**json.loads(plain)) if plain else None
 
     async def ping(self) -> bool:
         return bool(await guarded(cast(Callable[[], Awaitable[bool]], self._redis.ping)()))

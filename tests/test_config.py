@@ -46,6 +46,13 @@ def test_good_settings_load() -> None:
         ({"shopify_scopes": "email"}, "SHOPIFY_SCOPES"),
         ({"shopify_client_secret": ""}, "SHOPIFY_CLIENT_SECRET"),
         ({"bff_session_idle_timeout": "10"}, "BFF_SESSION_IDLE_TIMEOUT"),
+        ({"bff_session_secret": "Zq3v9LwX1pT7mN4bR8cY2dK6hF0jG5sA,short"}, "BFF_SESSION_SECRET"),
+        ({"bff_token_encryption_keys": "not-base64-32-bytes"}, "BFF_TOKEN_ENCRYPTION_KEYS"),
+        ({"bff_rate_limit_login": "lots"}, "BFF_RATE_LIMIT_LOGIN"),
+        ({"bff_rate_limit_graphql": "10 per fortnight"}, "BFF_RATE_LIMIT_GRAPHQL"),
+        ({"bff_trusted_proxies": "10.0.0.0/8,proxy.internal"}, "BFF_TRUSTED_PROXIES"),
+        ({"shopify_previous_client_id": "old-client"}, "SHOPIFY_PREVIOUS_CLIENT_SECRET"),
+        ({"bff_metrics_listener": "everywhere"}, "BFF_METRICS_LISTENER"),
     ],
 )
 def test_bad_settings_name_the_variable(override: dict[str, str], variable: str) -> None:

@@ -6,6 +6,7 @@ from fastapi import APIRouter
 from starlette.responses import JSONResponse, Response
 
 from app.errors import BFFError
+from app.metrics import CONTENT_TYPE
 from app.services import Deps
 
 router = APIRouter(tags=["health"])
@@ -35,3 +36,10 @@ async def readyz(deps: Deps) -> Response:
         status_code=200 if ready else 503,
         headers={"Cache-Control": "no-store", **({} if ready else {"Retry-After": "1"})},
     )
+
+
+@router.get("/metrics", summary="Prometheus metrics (when BFF_METRICS_LISTENER=public)")
+async def metrics(deps: Deps) -> Response:
+    if deps.settings.bff_metrics_listener != "public":
+        raise BFFError(404, "not_found", "Not Found")
+    return Response(deps.metrics.render(), media_type=CONTENT_TYPE)

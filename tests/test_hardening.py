@@ -1,0 +1,344 @@
+"""Credential and key rotation without logouts, tokens encrypted at rest, log out everywhere, rate limits,
+the GraphQL allowlist and depth limit, and security headers."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import redis.asyncio as aioredis
+from asgi_lifespan import LifespanManager
+
+from app.main import create_app
+from devkit.redis_server import RedisProcess
+from tests.conftest import (
+    BFF_URL,
+    CLIENT_ID,
+    CLIENT_SECRET,
+    LOGOUT_URL,
+    SESSION_SECRET,
+    STOREFRONT,
+    Shop,
+    login,
+    make_settings,
+)
+
+CSRF = {"X-CSRF": "1"}
+QUERY = {"query": "{ customer { id emailAddress { emailAddress } } }"}
+NEW_SECRET = "rotated-client-7Hq2xZ9kP4mW1vB6"
+OTHER_SESSION_SECRET = "Pz8rT2vK9qW4xN7mB1cJ5hL3dF6gS0aY"
+
+
+@asynccontextmanager
+async def bff_app(shop: Shop, redis_url: str, **overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """One BFF 'deployment' with these settings; the client is a browser that keeps cookies."""
+    app = create_app(make_settings(shop.url, redis_url, **overrides))
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url=BFF_URL) as client:
+            yield client
+
+
+def adopt(client: httpx.AsyncClient, cookie: str) -> None:
+    """Give this browser a session cookie obtained elsewhere (another deployment of the BFF)."""
+    client.cookies.clear()
+    client.cookies.set("bff_session", cookie, domain="127.0.0.1", path="/")
+
+
+async def gql(client: httpx.AsyncClient, body: object = QUERY) -> httpx.Response:
+    return await client.post("/graphql", json=body, headers=CSRF)
+
+
+async def expire_tokens(shop: Shop) -> None:
+    """Make the next GraphQL call find its access token dead at Shopify (one reactive refresh)."""
+    await shop.knob("expire_access_tokens")
+
+
+# --- Shopify credential rotation --------------------------------------------------------------------
+
+
+async def test_credential_rotation_keeps_every_session(shop: Shop, redis_url: str) -> None:
+    # Before: one credential. A customer logs in.
+    async with bff_app(shop, redis_url) as before:
+        await login(before)
+        cookies = before.cookies["bff_session"]
+
+    # The merchant generates a new secret; both are valid. The BFF is deployed with new + previous.
+    await shop.knob("credentials", add={"client_id": CLIENT_ID, "client_secret": NEW_SECRET})
+    rotated = {"shopify_client_secret": NEW_SECRET, "shopify_previous_client_secret": CLIENT_SECRET}
+    async with bff_app(shop, redis_url, **rotated) as during:
+        adopt(during, cookies)
+        await expire_tokens(shop)
+        assert (await gql(during)).status_code == 200  # refreshed with the credential it was issued to
+        metrics = (await during.get("/metrics")).text
+        assert "bff_previous_credential_uses_total 1.0" in metrics
+
+        # New logins use the new credential.
+        async with httpx.AsyncClient(transport=during._transport, base_url=BFF_URL) as newcomer:
+            await login(newcomer)
+            assert (await gql(newcomer)).status_code == 200
+            new_cookies = newcomer.cookies["bff_session"]
+
+        # The merchant revokes the old secret: old sessions fall back to the new one, once.
+        await shop.knob("credentials", revoke_secret=CLIENT_SECRET)
+        await expire_tokens(shop)
+        assert (await gql(during)).status_code == 200
+        assert (await during.get("/auth/session")).json()["authenticated"] is True
+
+    # After: only the new credential is configured; both customers are still logged in.
+    async with bff_app(shop, redis_url, shopify_client_secret=NEW_SECRET) as after:
+        for jar in (cookies, new_cookies):
+            adopt(after, jar)
+            await expire_tokens(shop)
+            assert (await gql(after)).status_code == 200
+    assert (await shop.stats())["last_token_request"]["auth_method"] == "client_secret_basic"
+
+
+async def test_invalid_client_with_no_fallback_keeps_the_session(shop: Shop, redis_url: str) -> None:
+    async with bff_app(shop, redis_url) as client:
+        await login(client)
+        await shop.knob("credentials", add={"client_id": CLIENT_ID, "client_secret": NEW_SECRET})
+        await shop.knob("credentials", revoke_secret=CLIENT_SECRET)
+        await expire_tokens(shop)
+        response = await gql(client)
+        assert response.status_code == 502
+        assert response.json()["error"] == "invalid_client"
+        # A misconfiguration is not the customer's fault: the session stays for when it is fixed.
+        assert (await client.get("/auth/session")).json()["authenticated"] is True
+        cookies = client.cookies["bff_session"]
+    async with bff_app(shop, redis_url, shopify_client_secret=NEW_SECRET) as fixed:
+        adopt(fixed, cookies)
+        assert (await gql(fixed)).status_code == 200
+
+
+# --- Cookie signing keys and token encryption keys ---------------------------------------------------
+
+
+async def test_cookie_signing_key_rotation(shop: Shop, redis_url: str) -> None:
+    async with bff_app(shop, redis_url) as old:
+        await login(old)
+        old_cookie = old.cookies["bff_session"]
+
+    both = f"{OTHER_SESSION_SECRET},{SESSION_SECRET}"
+    async with bff_app(shop, redis_url, bff_session_secret=both) as rotating:
+        adopt(rotating, old_cookie)
+        response = await rotating.get("/auth/session")
+        assert response.json()["authenticated"] is True
+        assert "bff_session=" in response.headers["set-cookie"]  # re-signed with the new key
+        new_cookie = rotating.cookies["bff_session"]
+        assert new_cookie != old_cookie
+        assert new_cookie.split(".")[0] == old_cookie.split(".")[0]  # same session, new signature
+
+    # Once the old key is dropped, the re-signed cookie still works and the old one does not.
+    async with bff_app(
+        shop, redis_url, bff_session_secret=OTHER_SESSION_SECRET, bff_token_encryption_keys=None
+    ) as new_only:
+        adopt(new_only, old_cookie)
+        assert (await new_only.get("/auth/session")).json()["authenticated"] is False
+
+
+def _key() -> str:
+    return base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")
+
+
+async def test_token_encryption_key_rotation(shop: Shop, redis_url: str) -> None:
+    k1, k2 = _key(), _key()
+    async with bff_app(shop, redis_url, bff_token_encryption_keys=k1) as first:
+        await login(first)
+        cookies = first.cookies["bff_session"]
+    async with bff_app(shop, redis_url, bff_token_encryption_keys=f"{k2},{k1}") as rotating:
+        adopt(rotating, cookies)
+        await expire_tokens(shop)
+        assert (await gql(rotating)).status_code == 200  # read with k1, re-written with k2 on refresh
+    async with bff_app(shop, redis_url, bff_token_encryption_keys=k2) as second:
+        adopt(second, cookies)
+        assert (await gql(second)).status_code == 200
+    async with bff_app(shop, redis_url, bff_token_encryption_keys=k1) as stale:
+        adopt(stale, cookies)
+        assert (await stale.get("/auth/session")).json()["authenticated"] is False
+
+
+async def test_redis_holds_no_usable_token(
+    bff: httpx.AsyncClient, shop: Shop, redis_client: aioredis.Redis, redis_server: RedisProcess | None
+) -> None:
+    await bff.get("/auth/login")  # a pending login (PKCE verifier, nonce) sits in Redis too
+    await login(bff)
+    assert (await gql(bff)).status_code == 200
+    access_token = (await shop.stats())["last_graphql_request"]["authorization"]
+    blob = b""
+    async for key in redis_client.scan_iter(match="bff:*"):
+        kind = await redis_client.type(key)
+        if kind == b"hash":
+            blob += b"".join(k + v for k, v in (await redis_client.hgetall(key)).items())
+        elif kind == b"string":
+            blob += await redis_client.get(key) or b""
+    if redis_server is not None:  # the on-disk dump, as an attacker with a backup would see it
+        await redis_client.save()
+        blob += (Path(redis_server.workdir) / "dump.rdb").read_bytes()
+    for secret in (access_token.encode(), b"shcat_", b"shcrt_", b"eyJ", b"code_verifier", b"nonce"):
+        assert secret not in blob
+
+
+# --- Log out everywhere ---------------------------------------------------------------------------------
+
+
+async def test_logout_everywhere_ends_only_that_customers_sessions(
+    bff: httpx.AsyncClient, shop: Shop, redis_client: aioredis.Redis
+) -> None:
+    other_browser = httpx.AsyncClient(transport=bff._transport, base_url=BFF_URL)
+    someone_else = httpx.AsyncClient(transport=bff._transport, base_url=BFF_URL)
+    async with other_browser, someone_else:
+        await login(bff, "ada.lovelace@example.com")
+        await login(other_browser, "ada.lovelace@example.com")
+        await login(someone_else, "grace.hopper@example.com")
+        out = await bff.post("/auth/logout", params={"everywhere": "true"}, headers=CSRF)
+        assert out.status_code == 303
+        assert (await other_browser.get("/auth/session")).json() == {"authenticated": False}
+        assert (await someone_else.get("/auth/session")).json()["authenticated"] is True
+
+
+async def test_operator_ends_a_customers_sessions_from_the_command_line(
+    bff: httpx.AsyncClient, shop: Shop, settings: Any
+) -> None:
+    await login(bff, "alan.turing@example.com")
+    sub = (await bff.get("/auth/session")).json()["customer"]["sub"]
+    env = {
+        **os.environ,
+        "SHOPIFY_SHOP_DOMAIN": shop.url,
+        "SHOPIFY_CLIENT_ID": CLIENT_ID,
+        "SHOPIFY_CLIENT_SECRET": CLIENT_SECRET,
+        "BFF_PUBLIC_URL": BFF_URL,
+        "BFF_POST_LOGOUT_REDIRECT_URL": LOGOUT_URL,
+        "BFF_SESSION_SECRET": SESSION_SECRET,
+        "REDIS_URL": settings.redis_url,
+    }
+    done = subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "app", "end-sessions", "--sub", sub], env=env, capture_output=True, text=True, check=True
+    )
+    assert "ended 1 session" in done.stdout
+    assert (await bff.get("/auth/session")).json() == {"authenticated": False}
+
+
+async def test_customer_index_stays_bounded(bff: httpx.AsyncClient, shop: Shop, redis_client: aioredis.Redis) -> None:
+    for _ in range(30):  # each login replaces the browser's previous session
+        await login(bff, "index.bound@example.com")
+    sub = (await bff.get("/auth/session")).json()["customer"]["sub"]
+    from app.sessions import INDEX_PRUNE_AT, _customer_key
+
+    size = await redis_client.zcard(_customer_key(sub))
+    assert 1 <= size <= INDEX_PRUNE_AT + 1
+    assert await redis_client.pttl(_customer_key(sub)) > 0
+
+
+# --- Rate limits ------------------------------------------------------------------------------------------
+
+
+async def test_login_rate_limit_trips_and_recovers(shop: Shop, redis_url: str) -> None:
+    async with bff_app(shop, redis_url, bff_rate_limit_login="3/second") as client:
+        codes = [(await client.get("/auth/login")).status_code for _ in range(4)]
+        assert codes == [302, 302, 302, 429]
+        limited = await client.get("/auth/login")
+        assert limited.json()["error"] == "rate_limited"
+        assert int(limited.headers["retry-after"]) >= 1
+        # X-Forwarded-For from an untrusted peer is ignored: no way around the limit.
+        spoofed = await client.get("/auth/login", headers={"X-Forwarded-For": "203.0.113.9"})
+        assert spoofed.status_code == 429
+        await asyncio.sleep(1.1)
+        assert (await client.get("/auth/login")).status_code == 302
+
+
+async def test_trusted_proxy_forwarded_for_is_used(shop: Shop, redis_url: str) -> None:
+    async with bff_app(shop, redis_url, bff_rate_limit_login="2/minute", bff_trusted_proxies="127.0.0.1/32") as client:
+        for _ in range(2):
+            assert (await client.get("/auth/login", headers={"X-Forwarded-For": "198.51.100.1"})).status_code == 302
+        assert (await client.get("/auth/login", headers={"X-Forwarded-For": "198.51.100.1"})).status_code == 429
+        # Another client behind the same proxy has its own budget; a spoofed leftmost entry changes nothing.
+        other = {"X-Forwarded-For": "198.51.100.1, 198.51.100.2"}
+        assert (await client.get("/auth/login", headers=other)).status_code == 302
+
+
+async def test_graphql_rate_limit_per_session(shop: Shop, redis_url: str) -> None:
+    async with bff_app(shop, redis_url, bff_rate_limit_graphql="3/second") as client:
+        await login(client)
+        codes = [(await gql(client)).status_code for _ in range(4)]
+        assert codes == [200, 200, 200, 429]
+        limited = await gql(client)
+        assert limited.json()["error"] == "rate_limited" and limited.headers["retry-after"] == "1"
+        await asyncio.sleep(1.1)
+        assert (await gql(client)).status_code == 200
+
+
+# --- GraphQL allowlist and depth ----------------------------------------------------------------------
+
+
+async def test_allowlist_blocks_and_admits(shop: Shop, redis_url: str, tmp_path: Path) -> None:
+    (tmp_path / "me.graphql").write_text("query Me {\n  customer {\n    id\n  }\n}\n")
+    built = subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "app", "allowlist", str(tmp_path / "me.graphql")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    allowlist = tmp_path / "allowlist.json"
+    allowlist.write_text(built.stdout)
+    assert len(json.loads(built.stdout)["operations"]) == 1
+    async with bff_app(shop, redis_url, bff_graphql_allowlist=str(allowlist)) as client:
+        await login(client)
+        before = (await shop.stats())["graphql_requests"]
+        # The same document, formatted differently, is admitted.
+        assert (await gql(client, {"query": "query Me { customer { id } }"})).status_code == 200
+        blocked = await gql(client, {"query": "query Me { customer { id firstName } }"})
+        assert blocked.status_code == 403
+        assert blocked.json()["error"] == "operation_not_allowed"
+        garbage = await gql(client, {"query": "{{{"})
+        assert garbage.status_code == 403
+        assert (await shop.stats())["graphql_requests"] - before == 1
+
+
+def test_allowlist_command_refuses_invalid_documents(tmp_path: Path) -> None:
+    (tmp_path / "bad.graphql").write_text("query {")
+    done = subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "app", "allowlist", str(tmp_path / "bad.graphql")], capture_output=True, text=True
+    )
+    assert done.returncode == 1
+    assert "bad.graphql" in done.stderr
+
+
+async def test_query_depth_limit(shop: Shop, redis_url: str) -> None:
+    async with bff_app(shop, redis_url, bff_graphql_max_depth=4) as client:
+        await login(client)
+        shallow = "{ customer { orders(first: 1) { nodes { id } } } }"
+        deep = "{ customer { orders(first: 1) { nodes { lineItems(first: 1) { nodes { title } } } } } }"
+        via_fragment = "query { customer { ...O } } fragment O on Customer { orders(first: 1) { nodes { lineItems(first: 1) { nodes { id } } } } }"  # noqa: E501
+        assert (await gql(client, {"query": shallow})).status_code == 200
+        for query in (deep, via_fragment):
+            response = await gql(client, {"query": query})
+            assert response.status_code == 400
+            assert response.json()["error"] == "query_too_deep"
+
+
+# --- Response headers -----------------------------------------------------------------------------------
+
+
+async def test_security_headers(bff: httpx.AsyncClient, shop: Shop) -> None:
+    for response in (
+        await bff.get("/auth/session"),
+        await bff.get("/auth/login"),
+        await bff.post("/graphql", json=QUERY, headers=CSRF),
+    ):
+        assert response.headers["cache-control"] == "no-store"
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["referrer-policy"] == "no-referrer"
+        assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+    assert (await bff.get("/healthz")).headers["x-content-type-options"] == "nosniff"
+    preflight = await bff.options("/graphql", headers={"Origin": STOREFRONT, "Access-Control-Request-Method": "POST"})
+    assert preflight.headers["access-control-allow-origin"] == STOREFRONT
