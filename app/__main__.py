@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -45,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import uvicorn
 
+    # uvicorn re-raises the SIGTERM it handled once drained; make that a clean exit (0, not 143) so
+    # orchestrators do not report a graceful stop as a crash.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     uvicorn.run(
         "app.main:create_app",
         factory=True,
@@ -58,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
         timeout_graceful_shutdown=20,
     )
     return 0
+
+
+def _exit_cleanly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 async def _end_sessions(sub: str) -> int:

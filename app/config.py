@@ -136,6 +136,14 @@ class Settings(BaseSettings):
             raise ValueError(f"{name} must look like `30/minute` or `5/second`, got {value!r}") from None
         return value
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        schemes = ("redis", "rediss", "redis+sentinel", "rediss+sentinel", "redis+cluster", "rediss+cluster", "unix")
+        if urlsplit(value).scheme not in schemes:
+            raise ValueError(f"REDIS_URL must start with one of {', '.join(s + '://' for s in schemes)}")
+        return value
+
     @field_validator("shopify_api_version")
     @classmethod
     def _api_version(cls, value: str) -> str:

@@ -23,6 +23,7 @@ from app.graphql_policy import GraphQLPolicy, load_allowlist
 from app.headers import SecurityHeaders
 from app.metrics import Metrics
 from app.ratelimit import IpRateLimiter
+from app.redis_client import redis_from_url
 from app.routes import auth, graphql, health
 from app.security import CookieJar
 from app.services import Services
@@ -34,13 +35,7 @@ log = logging.getLogger("bff")
 
 
 def redis_from(settings: Settings) -> Redis:
-    return Redis.from_url(
-        settings.redis_url,
-        socket_timeout=2.0,
-        socket_connect_timeout=2.0,
-        health_check_interval=30,
-        retry_on_timeout=False,
-    )
+    return redis_from_url(settings.redis_url)
 
 
 def token_cipher(settings: Settings) -> TokenCipher:

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import math
 import time
+from typing import cast
 
 from limits import RateLimitItem, parse
 from limits.aio.storage import RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
+from limits.storage import storage_from_string
 
 from app.errors import BFFError, SessionStoreUnavailable
+from app.redis_client import connection_retry
 
 
 def limits_uri(redis_url: str) -> str:
@@ -26,8 +29,15 @@ class IpRateLimiter:
     """Counts requests per client IP and refuses the excess with 429 and Retry-After."""
 
     def __init__(self, redis_url: str, login_rate: str) -> None:
-        self._storage = RedisStorage(
-            limits_uri(redis_url), implementation="redispy", wrap_exceptions=True, key_prefix="bff:limits"
+        self._storage = cast(
+            RedisStorage,
+            storage_from_string(
+                limits_uri(redis_url),
+                implementation="redispy",
+                wrap_exceptions=True,
+                key_prefix="bff:limits",
+                retry=connection_retry(),  # type: ignore[arg-type]
+            ),
         )
         self._limiter = MovingWindowRateLimiter(self._storage)
         self._login: RateLimitItem = parse(login_rate)

@@ -1,33 +1,321 @@
-// The demo storefront: everything goes through the BFF with the session cookie and the X-CSRF header.
+// The demo storefront: a signed-in customer's profile, orders and default address, all through the BFF.
+// No token ever reaches this page: the BFF holds them, and the browser only carries its HttpOnly session cookie.
+// Every piece of data goes into the DOM as text (textContent / Text nodes), never as HTML.
 import { BFF_URL } from "/config.js";
 
 const $ = (id) => document.getElementById(id);
+const LOCALE_KEY = "demo.locale";
+const SIGNED_OUT_KEY = "demo.signedOut";
 
-async function bff(path, options = {}) {
+const LOGIN_ERRORS = {
+  access_denied: "Sign-in was cancelled.",
+  login_required: "You're not signed in at the shop.",
+  invalid_state: "That sign-in link was already used or has expired.",
+  state_mismatch: "The sign-in was started in another browser or tab.",
+  code_rejected: "The shop rejected the sign-in; it may have taken too long.",
+  invalid_id_token: "The shop's answer could not be verified.",
+};
+
+class SessionEnded extends Error {
+  constructor(code) {
+    super(code);
+    this.code = code;
+  }
+}
+
+class ServiceError extends Error {}
+
+// --- Talking to the BFF ---------------------------------------------------------------------------
+
+function bff(path, options = {}) {
   return fetch(BFF_URL + path, {
     credentials: "include",
     ...options,
-    headers: { "X-CSRF": "1", ...(options.headers || {}) },
+    headers: { "X-CSRF": "1", "Content-Type": "application/json", ...options.headers },
   });
 }
 
-async function showSession() {
-  const res = await bff("/auth/session");
-  const body = await res.json();
-  $("status").textContent = "";
-  if (!body.authenticated) {
-    $("signed-out").hidden = false;
-    return;
+const documents = new Map();
+
+// The .graphql files are sent exactly as stored (an allowlist may hash them), so they are never edited here.
+function graphqlDocument(name) {
+  if (!documents.has(name)) {
+    const text = fetch(`/graphql/${name}.graphql`).then((res) => {
+      if (!res.ok) throw new ServiceError(`Could not load the ${name} query (HTTP ${res.status}).`);
+      return res.text();
+    });
+    text.catch(() => documents.delete(name));
+    documents.set(name, text);
   }
-  $("signed-in").hidden = false;
-  $("who").textContent = body.customer.email || body.customer.sub;
-  $("profile").textContent = `Signed in as ${body.customer.email}`;
+  return documents.get(name);
 }
 
-$("sign-in").addEventListener("click", () => {
-  const params = new URLSearchParams({ return_to: location.href.split("?")[0], locale: $("locale").value });
-  location.assign(`${BFF_URL}/auth/login?${params}`);
-});
-$("sign-out-form").action = `${BFF_URL}/auth/logout`;
+async function graphql(name, variables) {
+  const query = await graphqlDocument(name);
+  const res = await bff("/graphql", { method: "POST", body: JSON.stringify({ query, variables }) });
+  const body = await res.json().catch(() => ({}));
+  if (res.status === 401) throw new SessionEnded(body.error || "not_authenticated");
+  if (!res.ok) {
+    const reason = body.detail || `The account service answered HTTP ${res.status}.`;
+    throw new ServiceError(`${reason}${body.error ? ` (${body.error})` : ""}`);
+  }
+  if (Array.isArray(body.errors) && body.errors.length) throw new ServiceError(body.errors[0].message);
+  return body.data;
+}
 
-showSession().catch(() => { $("status").textContent = "Could not reach the BFF."; });
+function loginUrl() {
+  // Come back to this page without any ?login_error from an earlier attempt.
+  const params = new URLSearchParams({ return_to: location.origin + location.pathname, locale: $("locale").value });
+  return `${BFF_URL}/auth/login?${params}`;
+}
+
+// --- Rendering helpers ----------------------------------------------------------------------------
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) {
+    if (value == null) continue;
+    if (name === "class") node.className = value;
+    else node.setAttribute(name, value);
+  }
+  node.append(...children.filter((child) => child != null)); // strings become Text nodes: always escaped
+  return node;
+}
+
+function money({ amount, currencyCode }) {
+  return new Intl.NumberFormat(undefined, { style: "currency", currency: currencyCode }).format(Number(amount));
+}
+
+function date(iso) {
+  return new Intl.DateTimeFormat(undefined, { dateStyle: "medium" }).format(new Date(iso));
+}
+
+function humanize(status) {
+  const text = String(status || "").toLowerCase().replaceAll("_", " ");
+  return text.charAt(0).toUpperCase() + text.slice(1);
+}
+
+function badge(status, tone) {
+  return el("span", { class: `badge badge-${tone}` }, humanize(status));
+}
+
+const FINANCIAL_TONES = { PAID: "success", PENDING: "warning", AUTHORIZED: "warning", REFUNDED: "neutral" };
+const FULFILLMENT_TONES = { FULFILLED: "success", UNFULFILLED: "warning", IN_PROGRESS: "info", ON_HOLD: "warning" };
+
+function show(view) {
+  $("loading").hidden = view !== "loading";
+  $("signed-out").hidden = view !== "signed-out";
+  $("signed-in").hidden = view !== "signed-in";
+  $("account-menu").hidden = view !== "signed-in";
+  document.body.dataset.view = view;
+}
+
+// --- The customer -----------------------------------------------------------------------------------
+
+let currentAddress = null;
+
+function renderProfile(customer) {
+  const name = customer.displayName || [customer.firstName, customer.lastName].filter(Boolean).join(" ");
+  const email = customer.emailAddress?.emailAddress || "";
+  $("customer-name").textContent = name;
+  $("customer-email").textContent = email;
+  $("header-name").textContent = name;
+  $("greeting-name").textContent = customer.firstName || name;
+  const initials = [customer.firstName, customer.lastName].filter(Boolean).map((part) => part[0]).join("");
+  $("avatar").textContent = (initials || email.charAt(0) || "?").toUpperCase();
+}
+
+function renderAddress(address) {
+  currentAddress = address;
+  const lines = address ? address.formatted : [];
+  $("default-address").replaceChildren(...lines.flatMap((line, i) => (i ? [el("br"), line] : [line])));
+  $("default-address").hidden = !address;
+  $("no-address").hidden = Boolean(address);
+  $("address-edit").hidden = !address;
+}
+
+function renderOrder(order) {
+  const items = order.lineItems.nodes.map((item) =>
+    el(
+      "li",
+      { class: "line-item", "data-testid": "line-item" },
+      el(
+        "div",
+        { class: "line-item-main" },
+        el("span", { class: "line-item-title" }, item.title),
+        item.variantTitle ? el("span", { class: "line-item-variant" }, item.variantTitle) : null,
+      ),
+      el("span", { class: "line-item-qty" }, `${item.quantity} × ${item.price ? money(item.price) : ""}`.trim()),
+      el("span", { class: "line-item-price" }, item.totalPrice ? money(item.totalPrice) : ""),
+    ),
+  );
+  return el(
+    "li",
+    { class: "order", "data-testid": "order", "data-order-id": order.id },
+    el(
+      "div",
+      { class: "order-header" },
+      el(
+        "div",
+        {},
+        el("h3", { class: "order-name", "data-testid": "order-name" }, `Order ${order.name}`),
+        el("time", { class: "order-date", datetime: order.processedAt }, date(order.processedAt)),
+      ),
+      el(
+        "div",
+        { class: "order-meta" },
+        badge(order.financialStatus, FINANCIAL_TONES[order.financialStatus] || "neutral"),
+        badge(order.fulfillmentStatus, FULFILLMENT_TONES[order.fulfillmentStatus] || "neutral"),
+        el(
+          "span",
+          { class: "order-total" },
+          el("span", { class: "order-total-label" }, "Total"),
+          el("strong", { "data-testid": "order-total" }, money(order.totalPrice)),
+        ),
+      ),
+    ),
+    el("ul", { class: "line-items" }, ...items),
+  );
+}
+
+function renderOrders(orders) {
+  $("orders").replaceChildren(...orders.map(renderOrder));
+  $("orders-empty").hidden = orders.length > 0;
+  $("orders-count").textContent = orders.length === 1 ? "1 order" : `${orders.length} orders`;
+}
+
+// --- Session states -----------------------------------------------------------------------------------
+
+function hideNotices() {
+  for (const id of ["session-expired", "service-error", "signed-out-notice"]) $(id).hidden = true;
+}
+
+function sessionEnded() {
+  hideNotices();
+  closeAddressForm();
+  $("session-expired-sign-in").href = loginUrl();
+  $("session-expired").hidden = false;
+  show("signed-out");
+}
+
+function serviceError(error) {
+  const unreachable = "Could not reach the account service.";
+  $("service-error-text").textContent = error instanceof ServiceError ? error.message : unreachable;
+  $("service-error").hidden = false;
+}
+
+async function loadAccount() {
+  hideNotices();
+  show("loading");
+  try {
+    const { customer } = await graphql("customer");
+    renderProfile(customer);
+    renderAddress(customer.defaultAddress);
+    renderOrders(customer.orders.nodes);
+    show("signed-in");
+  } catch (error) {
+    if (error instanceof SessionEnded) {
+      // No session cookie at all is the ordinary signed-out visitor; a cookie whose session ended is not.
+      if (error.code === "session_expired") return sessionEnded();
+      if (sessionStorage.getItem(SIGNED_OUT_KEY)) $("signed-out-notice").hidden = false;
+      return show("signed-out");
+    }
+    show("signed-out");
+    serviceError(error);
+  } finally {
+    sessionStorage.removeItem(SIGNED_OUT_KEY);
+  }
+}
+
+// --- The address form -----------------------------------------------------------------------------------
+
+const ADDRESS_FIELDS = ["address1", "address2", "city", "zip", "zoneCode", "territoryCode"];
+
+function openAddressForm() {
+  for (const name of ADDRESS_FIELDS) {
+    $(name).value = currentAddress?.[name] || "";
+    $(name).removeAttribute("aria-invalid");
+  }
+  $("address-errors").hidden = true;
+  $("address-success").hidden = true;
+  $("address-form").hidden = false;
+  $("default-address").hidden = true;
+  $("address-edit").hidden = true;
+  $("address1").focus();
+}
+
+function closeAddressForm() {
+  $("address-form").hidden = true;
+  renderAddress(currentAddress);
+}
+
+function showUserErrors(userErrors) {
+  const list = $("address-errors");
+  list.replaceChildren(
+    ...userErrors.map((error) =>
+      el("li", { "data-code": error.code }, error.message, " ", el("code", {}, error.code || "")),
+    ),
+  );
+  list.hidden = false;
+  for (const error of userErrors) {
+    const field = error.field?.[error.field.length - 1];
+    if (ADDRESS_FIELDS.includes(field)) $(field).setAttribute("aria-invalid", "true");
+  }
+}
+
+async function saveAddress(event) {
+  event.preventDefault();
+  const address = Object.fromEntries(ADDRESS_FIELDS.map((name) => [name, $(name).value.trim()]));
+  address.territoryCode = address.territoryCode.toUpperCase();
+  address.zoneCode = address.zoneCode.toUpperCase();
+  const save = $("address-save");
+  save.disabled = true;
+  save.textContent = "Saving…";
+  $("address-errors").hidden = true;
+  for (const name of ADDRESS_FIELDS) $(name).removeAttribute("aria-invalid");
+  try {
+    const data = await graphql("address-update", { addressId: currentAddress.id, address });
+    const { customerAddress, userErrors } = data.customerAddressUpdate;
+    if (userErrors.length) return showUserErrors(userErrors);
+    currentAddress = customerAddress;
+    closeAddressForm();
+    $("address-success").hidden = false;
+  } catch (error) {
+    if (error instanceof SessionEnded) return sessionEnded();
+    serviceError(error);
+  } finally {
+    save.disabled = false;
+    save.textContent = "Save address";
+  }
+}
+
+// --- Wiring -----------------------------------------------------------------------------------------------
+
+function showLoginError() {
+  const params = new URLSearchParams(location.search);
+  const code = params.get("login_error");
+  if (!code) return;
+  $("login-error-text").textContent = LOGIN_ERRORS[code] || "Please try again.";
+  $("login-error-code").textContent = code;
+  $("login-error").hidden = false;
+  // Shown once: a reload or a bookmark should not repeat an old failure.
+  params.delete("login_error");
+  const query = params.toString();
+  history.replaceState(null, "", location.pathname + (query ? `?${query}` : "") + location.hash);
+}
+
+$("locale").value = localStorage.getItem(LOCALE_KEY) || $("locale").value;
+$("locale").addEventListener("change", () => {
+  localStorage.setItem(LOCALE_KEY, $("locale").value);
+  $("session-expired-sign-in").href = loginUrl();
+});
+$("sign-in").addEventListener("click", () => location.assign(loginUrl()));
+$("sign-out-form").action = `${BFF_URL}/auth/logout`;
+$("sign-out-form").addEventListener("submit", () => sessionStorage.setItem(SIGNED_OUT_KEY, "1"));
+$("address-edit").addEventListener("click", openAddressForm);
+$("address-cancel").addEventListener("click", closeAddressForm);
+$("address-form").addEventListener("submit", saveAddress);
+$("retry").addEventListener("click", loadAccount);
+
+showLoginError();
+loadAccount();

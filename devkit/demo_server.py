@@ -31,7 +31,9 @@ class DemoHandler(SimpleHTTPRequestHandler):
     def end_headers(self) -> None:
         self.send_header("Cache-Control", "no-store")
         self.send_header("X-Content-Type-Options", "nosniff")
-        self.send_header("Referrer-Policy", "no-referrer")
+        # Not no-referrer: under it browsers send `Origin: null` on the sign-out form post, which the
+        # BFF (rightly) refuses as CSRF proof.
+        self.send_header("Referrer-Policy", "strict-origin-when-cross-origin")
         super().end_headers()
 
     def log_message(self, format: str, *args: object) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -23,6 +24,24 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def free_cluster_port() -> int:
+    """A free port whose cluster-bus twin (port + 10000) is free too; Redis caps the port at 55535."""
+    for _ in range(200):
+        port = secrets.randbelow(25_000) + 20_000
+        if _bindable(port) and _bindable(port + 10_000):
+            return port
+    raise RuntimeError("no free port pair for a Redis Cluster node")
 
 
 def wait_port(port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> None:
@@ -70,7 +89,11 @@ class RedisProcess:
         self.proc = subprocess.Popen(  # noqa: S603 - our own binary and arguments
             [*args, *self.extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
-        wait_port(self.port)
+        try:
+            wait_port(self.port, timeout=30)
+        except RuntimeError:
+            self.stop()
+            raise
         return self
 
     def stop(self) -> None:
@@ -107,3 +130,62 @@ def reachable(url: str) -> bool:
 
 def env_redis_url() -> str | None:
     return os.environ.get("REDIS_URL") or None
+
+
+@dataclass
+class RedisCluster:
+    """Three masters on free ports, joined with `redis-cli --cluster create`; for the cluster tests."""
+
+    nodes: list[RedisProcess]
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
+
+    def cleanup(self) -> None:
+        for node in self.nodes:
+            node.cleanup()
+
+
+def start_cluster(size: int = 3) -> RedisCluster:
+    """Start and join a local Redis Cluster, or raise RuntimeError saying what is missing."""
+    binary, cli = redis_binary(), shutil.which("redis-cli")
+    if binary is None or cli is None:
+        raise RuntimeError("the cluster tests need redis-server and redis-cli (apt-get install redis-server)")
+    nodes: list[RedisProcess] = []
+    try:
+        for _ in range(size):
+            port = free_cluster_port()
+            extra = ("--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{port}.conf",
+                     "--cluster-node-timeout", "2000")  # fmt: skip
+            node = RedisProcess(binary, port, extra=extra)
+            nodes.append(node)
+            node.start()
+        addresses = [f"127.0.0.1:{n.port}" for n in nodes]
+        subprocess.run(  # noqa: S603 - our own binary and arguments
+            [cli, "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+        _wait_cluster_ok(cli, nodes)
+    except BaseException:
+        for node in nodes:
+            node.cleanup()
+        raise
+    return RedisCluster(nodes)
+
+
+def _wait_cluster_ok(cli: str, nodes: list[RedisProcess], timeout: float = 20.0) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        states = [
+            subprocess.run(  # noqa: S603
+                [cli, "-p", str(n.port), "cluster", "info"], capture_output=True, text=True, check=False
+            ).stdout
+            for n in nodes
+        ]
+        if all("cluster_state:ok" in s for s in states):
+            return
+        time.sleep(0.2)
+    raise RuntimeError("the Redis Cluster did not reach cluster_state:ok")

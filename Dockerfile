@@ -1,0 +1,51 @@
+# syntax=docker/dockerfile:1
+# The BFF's image. `docker build -t customer-account-bff .` builds `runtime` (the last stage, the default);
+# `--target dev` is the same image plus the Shopify stand-in (`python -m mock_shopify`) for compose's dev profile.
+
+ARG PYTHON_IMAGE=python:3.12-slim
+
+FROM ${PYTHON_IMAGE} AS base
+ENV PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1
+
+# --- build: a venv with the package and its runtime dependencies; the sources stay in this stage ---
+FROM base AS build
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY app ./app
+COPY mock_shopify ./mock_shopify
+# A non-editable install builds a wheel and installs it (compiled .pyc included), so nothing here runs from /src.
+RUN pip install .
+
+FROM build AS build-dev
+RUN pip install ".[mock]"
+
+# --- what runs: the slim base, the venv, an unprivileged user ---
+FROM base AS runtime-base
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PATH=/opt/venv/bin:$PATH \
+    BFF_HOST=0.0.0.0 \
+    BFF_PORT=8000 \
+    BFF_WORKERS=1
+RUN groupadd --system --gid 10001 bff \
+    && useradd --system --uid 10001 --gid bff --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin bff
+# Settings come from the environment; an empty working directory means no stray `.env` is read.
+WORKDIR /srv
+# Numeric, so orchestrators can verify runAsNonRoot; the venv stays root-owned, i.e. read-only for the app.
+USER 10001:10001
+EXPOSE 8000
+# Slim images have no curl. urlopen raises (exit 1) on a refused connection, a timeout or a non-2xx answer.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=10s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('BFF_PORT', '8000') + '/healthz', timeout=3)"]
+# uvicorn drains in-flight requests on SIGTERM (up to 20 s; give `docker stop` / compose a longer grace period).
+STOPSIGNAL SIGTERM
+CMD ["python", "-m", "app", "serve"]
+
+FROM runtime-base AS dev
+COPY --from=build-dev /opt/venv /opt/venv
+
+FROM runtime-base AS runtime
+COPY --from=build /opt/venv /opt/venv

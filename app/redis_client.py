@@ -1,0 +1,77 @@
+"""One Redis client from REDIS_URL, whatever the deployment: standalone, TLS, Sentinel or Cluster.
+
+  redis://[:password@]host:6379/0            standalone
+  rediss://...                               standalone over TLS
+  redis+sentinel://[:pw@]h1:26379,h2:26379/mymaster[/db]   Sentinel-managed primary
+  redis+cluster://[:pw@]h1:7000,h2:7001      Redis Cluster (rediss+cluster:// for TLS)
+
+The same URL, prefixed with `async+`, configures the `limits` rate limiter, so both speak to one Redis.
+Every key of a session shares a hash tag (see sessions.py), so scripts and multi-key calls work on Cluster.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+from urllib.parse import unquote, urlsplit
+
+from redis.asyncio import Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+_TIMEOUTS: dict[str, Any] = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0}
+
+
+def connection_retry() -> Retry:
+    """Retry a command twice on a broken connection, so connections pooled before a Redis restart
+    reconnect instead of failing one request each. Timeouts are not retried: a script may have run."""
+    return Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), 2, supported_errors=(RedisConnectionError,))
+
+
+def _hosts(netloc: str, default_port: int) -> list[tuple[str, int]]:
+    """`h1:7000,[::1]:7001` → [(h1, 7000), (::1, 7001)]."""
+    hosts = []
+    for item in netloc.rpartition("@")[2].split(","):
+        one = urlsplit(f"//{item.strip()}")
+        hosts.append((one.hostname or "localhost", one.port or default_port))
+    return hosts
+
+
+def _password(netloc: str) -> str | None:
+    userinfo = netloc.rpartition("@")[0]
+    if not userinfo:
+        return None
+    return unquote(userinfo.partition(":")[2]) or None
+
+
+def redis_from_url(url: str) -> Redis:
+    """A redis-py asyncio client for any of the URL forms above (Cluster is typed as Redis for callers)."""
+    parts = urlsplit(url)
+    if parts.scheme in {"redis+cluster", "rediss+cluster"}:
+        nodes = [ClusterNode(host, port) for host, port in _hosts(parts.netloc, 6379)]
+        cluster = RedisCluster(
+            startup_nodes=nodes,
+            password=_password(parts.netloc),
+            ssl=parts.scheme.startswith("rediss"),
+            retry=connection_retry(),
+            **_TIMEOUTS,
+        )
+        # RedisCluster implements the commands the store uses (scripts, pipelines, GETDEL, ...).
+        return cluster  # type: ignore[return-value]
+    if parts.scheme in {"redis+sentinel", "rediss+sentinel"}:
+        path = [p for p in parts.path.split("/") if p]
+        if not path:
+            raise ValueError("REDIS_URL for Sentinel must name the primary: redis+sentinel://host:26379/mymaster")
+        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+            _hosts(parts.netloc, 26379),
+            sentinel_kwargs=_TIMEOUTS,
+            password=_password(parts.netloc),
+            db=int(path[1]) if len(path) > 1 else 0,
+            ssl=parts.scheme.startswith("rediss"),
+            retry=connection_retry(),
+            **_TIMEOUTS,
+        )
+        return cast(Redis, sentinel.master_for(path[0]))
+    return Redis.from_url(url, health_check_interval=30, retry=connection_retry(), **_TIMEOUTS)

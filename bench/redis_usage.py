@@ -1,0 +1,141 @@
+"""What the BFF asks of Redis: commands per proxied request, and memory per stored session."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import Counter
+from dataclasses import dataclass
+
+import aiohttp
+from redis.asyncio import Redis
+
+from app.sessions import SessionStore
+from bench.bff import GRAPHQL_BODY, fake_session
+
+# What redis-py sends when it opens a connection: not per request, though a pool that reconnects under
+# load pays it again.
+HANDSHAKE = frozenset({"hello", "client", "auth", "select", "ping"})
+
+
+@dataclass(frozen=True, slots=True)
+class CommandUsage:
+    """Redis calls per BFF request. `round_trips` are the commands clients sent; the rest ran inside Lua."""
+
+    requests: int
+    failed: int
+    per_command: dict[str, float]  # INFO commandstats delta / requests, every command incl. those run by scripts
+    round_trips: dict[str, float]  # MONITOR: commands that arrived over a socket, per request
+    in_scripts: dict[str, float]  # MONITOR: commands that ran inside Lua, per request
+
+    @property
+    def request_round_trips(self) -> float:
+        """Round trips per request, not counting a (re)connection's handshake."""
+        return sum(calls for name, calls in self.round_trips.items() if name not in HANDSHAKE)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionMemory:
+    """Redis memory per session: MEMORY USAGE of every key the sessions made, grouped by key prefix."""
+
+    sessions: int
+    bytes_per_session: float  # all keys, MEMORY USAGE
+    by_prefix: dict[str, float]  # e.g. "bff:session" -> bytes per session
+    used_memory_per_session: float  # INFO used_memory delta / sessions, allocator overhead included
+    record_bytes: float  # the stored session record (`d` field) alone
+
+
+async def _commandstats(redis: Redis) -> Counter[str]:
+    info = await redis.info("commandstats")
+    return Counter({name.removeprefix("cmdstat_"): int(stats["calls"]) for name, stats in info.items()})
+
+
+async def _watch(redis: Redis, seen: Counter[tuple[str, str]]) -> None:
+    """Count every command Redis runs, split by who sent it (a socket, or a Lua script)."""
+    async with redis.monitor() as monitor:
+        while True:
+            command = await monitor.next_command()
+            name = command["command"].split(" ", 1)[0].strip('"').lower()
+            seen[("lua" if command["client_type"] == "lua" else "tcp", name)] += 1
+
+
+async def _post_many(url: str, cookie: str, count: int, concurrency: int) -> int:
+    """POST `count` /graphql requests, `concurrency` at a time; the number that did not answer 200."""
+    headers = {"Cookie": cookie, "X-CSRF": "1", "Content-Type": "application/json"}
+    failed = 0
+    queue = iter(range(count))
+
+    async def worker(http: aiohttp.ClientSession) -> None:
+        nonlocal failed
+        for _ in queue:
+            async with http.post(url, data=GRAPHQL_BODY, headers=headers) as response:
+                await response.read()
+                failed += response.status != 200
+
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
+        await asyncio.gather(*(worker(http) for _ in range(concurrency)))
+    return failed
+
+
+async def command_usage(redis_url: str, graphql_url: str, cookie: str, *, requests: int = 1000) -> CommandUsage:
+    """Steady state: warm up (script loaded, discovery cached), then count Redis commands over `requests`."""
+    await _post_many(graphql_url, cookie, 50, 8)
+    redis = Redis.from_url(redis_url)
+    try:
+        seen: Counter[tuple[str, str]] = Counter()
+        watcher = asyncio.create_task(_watch(redis, seen))
+        await asyncio.sleep(0.2)  # MONITOR is attached before the first counted request
+        before = await _commandstats(redis)
+        failed = await _post_many(graphql_url, cookie, requests, 8)
+        after = await _commandstats(redis)
+        await asyncio.sleep(0.2)  # let MONITOR drain
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+    finally:
+        await redis.aclose()
+    # Our own bookkeeping (INFO, MONITOR) is not the BFF's.
+    ours = {"info", "monitor"}
+    delta = {name: (after[name] - before[name]) / requests for name in after if name not in ours}
+    return CommandUsage(
+        requests=requests,
+        failed=failed,
+        per_command={name: calls for name, calls in sorted(delta.items()) if calls},
+        round_trips={n: c / requests for (who, n), c in sorted(seen.items()) if who == "tcp" and n not in ours},
+        in_scripts={n: c / requests for (who, n), c in sorted(seen.items()) if who == "lua"},
+    )
+
+
+async def session_memory(store: SessionStore, *, sessions: int = 2000) -> SessionMemory:
+    """Create `sessions` realistic sessions, use each once, and measure what they hold in Redis.
+
+    `store` must use an otherwise empty Redis database: every key in it is counted. Each session is
+    read once through the hot path, so per-session keys that exist only while a browser is active (the
+    /graphql rate-limit counter) are counted too.
+    """
+    redis = store.redis
+    await redis.flushdb()
+    base = int((await redis.info("memory"))["used_memory"])
+    made = [fake_session() for _ in range(sessions)]
+    for batch in range(0, sessions, 100):
+        chunk = made[batch : batch + 100]
+        await asyncio.gather(*(store.create(s) for s in chunk))
+        await asyncio.gather(*(store.load(s.sid, rate_limit=(300, 60_000)) for s in chunk))
+    used = int((await redis.info("memory"))["used_memory"]) - base
+    keys = [key async for key in redis.scan_iter(count=1000)]
+    async with redis.pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.memory_usage(key, samples=0)
+        sizes = await pipe.execute()
+    by_prefix: Counter[str] = Counter()
+    for key, size in zip(keys, sizes, strict=True):
+        by_prefix[key.decode().split("{", 1)[0].rstrip(":")] += int(size or 0)
+    records = [len(await redis.hget(f"bff:session:{{{s.sid}}}", "d") or b"") for s in made[:100]]
+    await redis.flushdb()
+    return SessionMemory(
+        sessions=sessions,
+        bytes_per_session=sum(by_prefix.values()) / sessions,
+        by_prefix={prefix: size / sessions for prefix, size in by_prefix.most_common()},
+        used_memory_per_session=used / sessions,
+        record_bytes=sum(records) / len(records),
+    )

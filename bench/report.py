@@ -1,0 +1,257 @@
+"""Render the benchmark's figures and its verdicts against the targets as markdown."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bench.logins import LoginRate
+from bench.profiling import Profile
+from bench.redis_usage import CommandUsage, SessionMemory
+from bench.stampede import StampedeResult
+from bench.wrk import WrkResult
+
+TARGETS = ("upstream", "bare proxy", "BFF")
+BUSY = 0.25  # cores of other load above which a run is flagged
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One wrk run against one target, with the CPU our processes and everything else used meanwhile."""
+
+    target: str
+    wrk: WrkResult
+    cpu_us_per_request: dict[str, float]  # process name -> CPU microseconds per request
+    other_cores: float | None  # average cores busy with processes that are not the benchmark's
+    warmup_errors: int = 0  # errors during the 1 s warm-up at the same concurrency, not in `wrk`
+
+
+@dataclass
+class Results:
+    machine: dict[str, str]
+    rounds: int = 1
+    seconds_per_run: int = 5
+    runs: list[Run] = field(default_factory=list)
+    commands: CommandUsage | None = None
+    memory: SessionMemory | None = None
+    logins: LoginRate | None = None
+    stampede: StampedeResult | None = None
+    profile: Profile | None = None
+    profile_note: str = ""
+    seconds: float = 0.0
+    bff_errors: dict[str, int] = field(default_factory=dict)  # "503 session_store_unavailable" -> count
+
+    def run(self, target: str, connections: int) -> Run:
+        """The best of the rounds (other load on a shared machine only ever lowers a figure)."""
+        runs = [r for r in self.runs if r.target == target and r.wrk.connections == connections]
+        return max(runs, key=lambda r: r.wrk.rps)
+
+    def concurrencies(self) -> list[int]:
+        return sorted({r.wrk.connections for r in self.runs})
+
+
+def _verdict(ok: bool) -> str:
+    return "**met**" if ok else "**not met**"
+
+
+def _cpu(run: Run, *names: str) -> str:
+    return ", ".join(f"{n} {run.cpu_us_per_request[n]:.0f}" for n in names if n in run.cpu_us_per_request)
+
+
+def _throughput(res: Results) -> list[str]:
+    lines = [
+        "| target | conns | req/s | p50 ms | p90 ms | p99 ms | errors | CPU µs/req | other load |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---:|",
+    ]
+    involved = {"upstream": ("upstream",), "bare proxy": ("proxy", "upstream"), "BFF": ("bff", "upstream", "redis")}
+    for c in res.concurrencies():
+        for target in TARGETS:
+            r = res.run(target, c)
+            w = r.wrk
+            other = "?" if r.other_cores is None else f"{r.other_cores:.2f}"
+            latency = f"{w.p50_ms:.2f} | {w.p90_ms:.2f} | {w.p99_ms:.2f}"
+            errors = f"{w.errors} ({w.non_2xx} non-2xx)" if w.errors else "0"
+            if r.warmup_errors:
+                errors += f" + {r.warmup_errors} in warm-up"
+            lines.append(
+                f"| {target} | {c} | {w.rps:,.0f} | {latency} | {errors} | {_cpu(r, *involved[target])} | {other} |"
+            )
+    lines += [
+        "",
+        "| conns | BFF / bare proxy | BFF / upstream | added p50 vs proxy | added p99 vs proxy "
+        "| added p50 vs upstream | BFF CPU per request vs proxy |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for c in res.concurrencies():
+        up, proxy, bff = (res.run(t, c) for t in TARGETS)
+        bff_cpu, proxy_cpu = bff.cpu_us_per_request.get("bff"), proxy.cpu_us_per_request.get("proxy")
+        cpu = f"{bff_cpu:.0f} vs {proxy_cpu:.0f} µs (+{bff_cpu - proxy_cpu:.0f})" if bff_cpu and proxy_cpu else "?"
+        lines.append(
+            f"| {c} | {bff.wrk.rps / proxy.wrk.rps:.0%} | {bff.wrk.rps / up.wrk.rps:.0%} "
+            f"| +{bff.wrk.p50_ms - proxy.wrk.p50_ms:.2f} ms | +{bff.wrk.p99_ms - proxy.wrk.p99_ms:.2f} ms "
+            f"| +{bff.wrk.p50_ms - up.wrk.p50_ms:.2f} ms | {cpu} |"
+        )
+    return lines
+
+
+def _targets(res: Results) -> list[str]:
+    lines = ["| target | figure | verdict |", "|---|---|---|"]
+    if res.runs:
+        ratio = res.run("BFF", 32).wrk.rps / res.run("bare proxy", 32).wrk.rps
+        lines.append(f"| BFF ≥ 70% of the bare aiohttp proxy at c32 | {ratio:.0%} | {_verdict(ratio >= 0.7)} |")
+        bff = {c: res.run("BFF", c).wrk for c in res.concurrencies()}
+        best, last = max(w.rps for w in bff.values()), bff[max(bff)]
+        errors = sum(r.wrk.errors + r.warmup_errors for r in res.runs if r.target == "BFF")
+        ok = last.rps >= 0.8 * best and errors == 0
+        figures = " → ".join(f"{w.rps:,.0f}" for w in bff.values())
+        logged = "; ".join(f"{n} x {code}" for code, n in res.bff_errors.items())
+        lines.append(
+            f"| no collapse c8 → c128 (c128 ≥ 80% of the best, no errors in any run or warm-up) | {figures} req/s, "
+            f"{errors} errors{f' (BFF log: {logged})' if logged else ''} | {_verdict(ok)} |"
+        )
+    if res.commands:
+        trips = res.commands.request_round_trips
+        ok = abs(trips - 1) < 0.005 and res.commands.failed == 0
+        lines.append(f"| exactly one Redis round trip per steady-state request | {trips:.3f} | {_verdict(ok)} |")
+    if res.memory:
+        per = res.memory.bytes_per_session
+        lines.append(f"| < 2 KB Redis memory per session | {per:,.0f} B | {_verdict(per < 2048)} |")
+    if res.stampede:
+        s = res.stampede
+        ok = s.refresh_grants == 1 and s.all_ok
+        lines.append(
+            f"| exactly one refresh per stampede | {s.refresh_grants} refresh grant(s), "
+            f"{s.statuses.get(200, 0)}/{s.requests} answered 200 | {_verdict(ok)} |"
+        )
+    return lines
+
+
+def _redis(res: Results) -> list[str]:
+    lines: list[str] = []
+    if res.commands:
+        c = res.commands
+        lines += [
+            f"Over {c.requests:,} `/graphql` requests (8 concurrent, after a warm-up; {c.failed} not 200), counted "
+            "with `INFO commandstats` deltas and split with `MONITOR` into commands a client sent (round trips) "
+            "and commands a Lua script ran:",
+            "",
+            "| command | calls/request | sent by a client | run inside Lua |",
+            "|---|---:|---:|---:|",
+        ]
+        for name in sorted(set(c.per_command) | set(c.round_trips) | set(c.in_scripts)):
+            lines.append(
+                f"| {name} | {c.per_command.get(name, 0):.3f} | {c.round_trips.get(name, 0):.3f} "
+                f"| {c.in_scripts.get(name, 0):.3f} |"
+            )
+        lines.append("")
+    if res.memory:
+        m = res.memory
+        parts = ", ".join(f"`{prefix}:*` {size:,.0f} B" for prefix, size in m.by_prefix.items())
+        lines.append(
+            f"Memory: {m.sessions:,} sessions created through `SessionStore` with Shopify-sized tokens "
+            f"(`shcat_`/`shcrt_` + 43 characters, an RS256 ID token of about 900 bytes), each then read once "
+            f"through the hot path: **{m.bytes_per_session:,.0f} bytes per session** (`MEMORY USAGE` of every key: "
+            f"{parts}); the stored record alone is {m.record_bytes:,.0f} bytes; `used_memory` grew by "
+            f"{m.used_memory_per_session:,.0f} bytes per session."
+        )
+    return lines
+
+
+def _logins(res: Results) -> list[str]:
+    lines: list[str] = []
+    if res.logins:
+        lo = res.logins
+        cpu = ", ".join(f"{name} {ms:.1f} ms" for name, ms in lo.cpu_ms_per_login.items())
+        lines.append(
+            f"Full authorization-code logins against the strict stand-in (`python -m mock_shopify`), "
+            f"{lo.concurrency} browsers at a time (httpx): GET /auth/login → authorize page → POST the login form → "
+            f"GET /auth/callback. **{lo.per_second:.1f} logins/s** ({lo.logins} logins in {lo.seconds:.1f} s, "
+            f"{lo.failed} failed). CPU per login: {cpu}. The stand-in's RS256 signing and the BFF's ID-token "
+            "verification run on the same cores."
+        )
+    if res.stampede:
+        s = res.stampede
+        lines += [
+            "",
+            f"Refresh stampede: one session whose access token has expired, {s.requests} concurrent `/graphql` "
+            f"requests (each on its own connection): all answered in **{s.seconds * 1000:.0f} ms** (statuses "
+            f"{s.statuses}); the same burst with a fresh token took {s.baseline_seconds * 1000:.0f} ms; "
+            f"**{s.refresh_grants} refresh grant(s)** counted by the stand-in.",
+        ]
+    return lines
+
+
+def _profile(res: Results) -> list[str]:
+    if res.profile is None:
+        return [res.profile_note or "Not recorded."]
+    p = res.profile
+    lines = [
+        res.profile_note,
+        "",
+        "| # | own | total | function | file | main caller |",
+        "|---:|---:|---:|---|---|---|",
+    ]
+    for i, e in enumerate(p.top_own, 1):
+        lines.append(f"| {i} | {e.own:.1%} | {e.total:.1%} | `{e.function}` | {e.where} | {e.caller} |")
+    lines += ["", "BFF code (app/), by inclusive time:", "", "| total | own | function | file |", "|---:|---:|---|---|"]
+    lines += [f"| {e.total:.1%} | {e.own:.1%} | `{e.function}` | {e.where} |" for e in p.top_app]
+    lines += ["", "Own time by component: " + ", ".join(f"{n} {s:.0%}" for n, s in p.components.items()) + "."]
+    return lines
+
+
+def _header(res: Results) -> list[str]:
+    m = res.machine
+    lines = [
+        "# Benchmark results",
+        "",
+        f"`make bench` on {m['platform']}, Python {m['python']}, **{m['cpus']} CPU cores shared by everything**: "
+        "wrk (one thread), the upstream, the proxy under test and Redis all run on them, so the figures compare "
+        f"the three targets with each other; they are not capacity figures. {m['versions']}. Load average at the "
+        f"start: {m['load']}. The run took {res.seconds:.0f} s.",
+    ]
+    busy = [r for r in res.runs if r.other_cores is not None and r.other_cores > BUSY]
+    if busy:
+        worst = max(r.other_cores or 0 for r in busy)
+        lines += [
+            "",
+            f"> **Noisy machine**: during {len(busy)} of {len(res.runs)} wrk runs, processes outside the benchmark "
+            f"used more than {BUSY} of a core (up to {worst:.2f}; column *other load*). Those figures are "
+            "lower bounds; rerun `make bench` on a quiet machine before drawing conclusions.",
+        ]
+    return lines
+
+
+def render(res: Results) -> str:
+    out = [
+        *_header(res),
+        "",
+        "## Targets",
+        "",
+        *_targets(res),
+        "",
+        "## Throughput and latency",
+        "",
+        f"`POST /graphql` with a 48-byte GraphQL body: `wrk -t1 -cN -d{res.seconds_per_run}s` after a 1 s warm-up at "
+        f"the same concurrency, best of {res.rounds} round(s). *upstream*: the minimal raw-ASGI Customer Account API "
+        "stand-in (`bench/upstream.py`, ~1 KB answer); *bare proxy*: raw ASGI + one shared `aiohttp.ClientSession`, "
+        "no auth (`bench/bare_proxy.py`), the floor for any Python proxy here; *BFF*: `app.main:create_app` with a "
+        "real Redis session (signed cookie + `X-CSRF: 1`; the per-session rate limit raised, still counted). All "
+        "three: uvicorn, one worker, uvloop, httptools, no access log. *CPU µs/req*: user+system CPU of each "
+        "process during the run divided by the requests. *other load*: cores busy with processes outside the "
+        "benchmark.",
+        "",
+        *_throughput(res),
+        "",
+        "## Redis",
+        "",
+        *_redis(res),
+        "",
+        "## Logins and refresh",
+        "",
+        *_logins(res),
+        "",
+        "## Profile",
+        "",
+        *_profile(res),
+        "",
+    ]
+    return "\n".join(out)

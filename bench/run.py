@@ -1,0 +1,222 @@
+"""`python -m bench.run` (`make bench`): start everything, measure, stop everything, write bench/results.md.
+
+1. Redis, a minimal upstream, a bare aiohttp proxy and the BFF; wrk at c8/c32/c128 against all three.
+2. Redis commands per proxied request, and Redis memory per session.
+3. A py-spy profile of the BFF under load (skipped when py-spy is not installed).
+4. The Shopify stand-in with a second BFF: logins per second, and a refresh stampede.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import re
+import sys
+import time
+from collections import Counter
+from contextlib import ExitStack
+from dataclasses import replace
+from importlib.metadata import version
+
+import httpx
+from redis.asyncio import Redis
+
+from bench import bff as bench_bff
+from bench import profiling
+from bench.cpu import CpuWindow
+from bench.logins import login_rate
+from bench.redis_usage import command_usage, session_memory
+from bench.report import Results, Run, render
+from bench.servers import ROOT, Server, uvicorn_args
+from bench.stampede import stampede
+from bench.upstream import GRAPHQL_BODY, GRAPHQL_PATH
+from bench.wrk import run_wrk, wrk_version
+from devkit.redis_server import RedisProcess, free_port, start_redis
+
+CONCURRENCIES = (8, 32, 128)
+WARMUP_SECONDS = 1
+PROFILE_SECONDS = 5
+OUT = ROOT / "bench" / "out"
+RESULTS = ROOT / "bench" / "results.md"
+_FAILED = re.compile(r"request failed: (\d{3}) (\w+)")
+
+
+def _start_all(stack: ExitStack, *servers: Server) -> None:
+    for server in servers:
+        stack.callback(server.stop)
+        server.start()
+
+
+def _machine(redis_version: str) -> dict[str, str]:
+    packages = ("fastapi", "starlette", "uvicorn", "uvloop", "httptools", "aiohttp", "redis")
+    versions = ", ".join(f"{p} {version(p)}" for p in packages)
+    load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
+    return {
+        "platform": f"{platform.system()} {platform.machine()}",
+        "python": platform.python_version(),
+        "cpus": str(os.cpu_count()),
+        "versions": f"Redis server {redis_version}; {versions}; wrk {wrk_version()}",
+        "load": load,
+    }
+
+
+def _check(name: str, url: str, cookie: str | None) -> None:
+    """One request before any load: the target answers 200 with the upstream's body, unchanged."""
+    headers = {"Content-Type": "application/json", **({"Cookie": cookie, "X-CSRF": "1"} if cookie else {})}
+    response = httpx.post(url, content=bench_bff.GRAPHQL_BODY, headers=headers)
+    if response.status_code != 200 or response.content != GRAPHQL_BODY:
+        raise RuntimeError(f"{name} answered {response.status_code}: {response.text[:300]}")
+
+
+def _measure(target: str, url: str, pids: dict[str, int], connections: int, seconds: int, cookie: str | None) -> Run:
+    warmup = run_wrk(url, connections=connections, seconds=WARMUP_SECONDS, cookie=cookie)  # pools grow
+    window = CpuWindow(pids).start()
+    result = run_wrk(url, connections=connections, seconds=seconds, cookie=cookie)
+    window.stop(result.seconds)
+    cpu = {name: used * 1e6 / result.requests for name, used in (window.per_process or {}).items() if result.requests}
+    print(
+        f"  {target:<10} c{connections:<4} {result.rps:8,.0f} req/s"
+        f"  p50 {result.p50_ms:7.2f}  p99 {result.p99_ms:7.2f} ms"
+        f"  errors {result.errors} (+{warmup.errors} in warm-up)  other load {window.other_cores or 0:.2f} cores",
+        flush=True,
+    )
+    return Run(target, result, cpu, window.other_cores, warmup.errors)
+
+
+def _logged_errors(server: Server) -> dict[str, int]:
+    """The BFF's own count of failed requests by status and code, from its warning log lines."""
+    found = _FAILED.findall(server.log.read_text(errors="replace"))
+    return dict(Counter(f"{status} {code}" for status, code in found).most_common())
+
+
+async def _new_session(config: bench_bff.BffConfig) -> str:
+    """A logged-in session stored through the project's SessionStore; returns its signed cookie."""
+    settings = config.settings()
+    async with bench_bff.session_store(settings, config.redis_url) as store:
+        session = await store.create(bench_bff.fake_session())
+    return bench_bff.session_cookie(settings, session.sid)
+
+
+def _profile(results: Results, bff: Server, url: str, cookie: str) -> None:
+    if profiling.py_spy() is None:
+        results.profile_note = "Skipped: py-spy is not installed (`.venv/bin/pip install py-spy`)."
+        return
+    out = OUT / "bff-profile.speedscope.json"
+    recorder = profiling.record(bff.pid, out, seconds=PROFILE_SECONDS)
+    load = run_wrk(url, connections=32, seconds=PROFILE_SECONDS + 1, cookie=cookie)
+    _, stderr = recorder.communicate(timeout=60)
+    if recorder.returncode != 0 or not out.exists():
+        results.profile_note = f"py-spy failed: {stderr.decode(errors='replace').strip()[:300]}"
+        return
+    results.profile = profiling.summarise(out)
+    (OUT / "bff-profile.txt").write_text(profiling.render_text(results.profile))
+    results.profile_note = (
+        f"py-spy, {PROFILE_SECONDS} s at 100 Hz on the BFF process while `wrk -c32` ran "
+        f"({load.rps:,.0f} req/s meanwhile); {results.profile.samples:,} samples with the BFF on a CPU (idle "
+        f"excluded). *own*: the function itself was running (time in C code it calls, e.g. a socket write, "
+        f"counts as its own); *total*: it was on the stack. Full profile: `bench/out/{out.name}` (open in "
+        "https://www.speedscope.app); text summary with callers: `bench/out/bff-profile.txt`."
+    )
+
+
+async def _proxy_benchmarks(results: Results, redis: RedisProcess, rounds: int, seconds: int) -> None:
+    with ExitStack() as stack:
+        up_port, proxy_port, bff_port = free_port(), free_port(), free_port()
+        up_origin = f"http://127.0.0.1:{up_port}"
+        upstream = Server("upstream", up_port, uvicorn_args("bench.upstream:create_app", up_port),
+                          {"BENCH_UPSTREAM_ORIGIN": up_origin})  # fmt: skip
+        proxy = Server("bare-proxy", proxy_port, uvicorn_args("bench.bare_proxy:create_app", proxy_port),
+                       {"BENCH_PROXY_TARGET": up_origin + GRAPHQL_PATH})  # fmt: skip
+        config = bench_bff.new_config(bff_port, up_origin, redis.url)
+        bff = Server("bff", bff_port, uvicorn_args("app.main:create_app", bff_port), config.env())
+        _start_all(stack, upstream, proxy, bff)
+        cookie = await _new_session(config)
+        # Every process of ours is watched in every run, so none of its CPU is mistaken for other load.
+        assert redis.proc is not None
+        pids = {"bff": bff.pid, "proxy": proxy.pid, "upstream": upstream.pid, "redis": redis.proc.pid}
+        targets = {
+            "upstream": (upstream.url + GRAPHQL_PATH, None),
+            "bare proxy": (proxy.url + "/graphql", None),
+            "BFF": (bff.url + "/graphql", cookie),
+        }
+        for name, (url, auth) in targets.items():
+            _check(name, url, auth)
+        print(f"throughput: wrk -t1 -d{seconds}s, {rounds} round(s):", flush=True)
+        # Concurrency outside, target inside: the figures a ratio compares are measured back to back.
+        for _ in range(rounds):
+            for connections in CONCURRENCIES:
+                for name, (url, auth) in targets.items():
+                    results.runs.append(_measure(name, url, pids, connections, seconds, auth))
+
+        results.bff_errors = _logged_errors(bff)
+        print("redis: commands per request, memory per session ...", flush=True)
+        results.commands = await command_usage(redis.url, bff.url + "/graphql", cookie)
+        # An empty database of its own: the memory measurement counts (and then flushes) every key in it.
+        async with bench_bff.session_store(config.settings(), redis.url.rsplit("/", 1)[0] + "/1") as store:
+            results.memory = await session_memory(store)
+        print("profile ...", flush=True)
+        _profile(results, bff, bff.url + "/graphql", cookie)
+
+
+async def _login_benchmarks(results: Results, redis: RedisProcess) -> None:
+    with ExitStack() as stack:
+        mock_port, bff_port = free_port(), free_port()
+        mock_url = f"http://127.0.0.1:{mock_port}"
+        mock_args = [
+            "-m", "mock_shopify", "--port", str(mock_port), "--base-url", mock_url,
+            "--client-id", bench_bff.CLIENT_ID, "--client-secret", bench_bff.CLIENT_SECRET,
+            "--redirect-uri", f"http://127.0.0.1:{bff_port}/auth/callback", "--logout-uri", "http://localhost:3000/",
+        ]  # fmt: skip
+        mock = Server("mock-shopify", mock_port, mock_args)
+        config = bench_bff.new_config(bff_port, mock_url, redis.url)
+        bff = Server("bff-logins", bff_port, uvicorn_args("app.main:create_app", bff_port), config.env())
+        _start_all(stack, mock, bff)
+        print("logins ...", flush=True)
+        await login_rate(bff.url, logins=20, concurrency=4)  # warm-up: discovery, JWKS, imports
+        assert redis.proc is not None
+        window = CpuWindow({"bff": bff.pid, "stand-in": mock.pid, "redis": redis.proc.pid}).start()
+        rate = await login_rate(bff.url, logins=200, concurrency=4)
+        window.stop(rate.seconds)
+        done = max(1, rate.logins - rate.failed)
+        cpu = {name: used * 1000 / done for name, used in (window.per_process or {}).items()}
+        results.logins = replace(rate, cpu_ms_per_login=cpu)
+        print(f"  {rate.per_second:.1f} logins/s ({rate.failed} failed)", flush=True)
+        print("refresh stampede ...", flush=True)
+        results.stampede = await stampede(bff.url, mock_url, requests=100)
+        s = results.stampede
+        print(f"  {s.refresh_grants} refresh grant(s), statuses {s.statuses}, {s.seconds * 1000:.0f} ms", flush=True)
+
+
+async def main(rounds: int, seconds: int) -> int:
+    started = time.perf_counter()
+    OUT.mkdir(parents=True, exist_ok=True)
+    redis = start_redis()
+    try:
+        client = Redis.from_url(redis.url)
+        redis_version = str((await client.info("server"))["redis_version"])
+        await client.aclose()
+        results = Results(machine=_machine(redis_version), rounds=rounds, seconds_per_run=seconds)
+        await _proxy_benchmarks(results, redis, rounds, seconds)
+        await _login_benchmarks(results, redis)
+    finally:
+        redis.cleanup()
+    results.seconds = time.perf_counter() - started
+    report = render(results)
+    RESULTS.write_text(report)
+    print("\n" + report)
+    print(f"wrote {RESULTS.relative_to(ROOT)} in {results.seconds:.0f} s")
+    return 0
+
+
+def cli() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=2, help="wrk rounds per cell; the best is kept (default 2)")
+    parser.add_argument("--seconds", type=int, default=5, help="seconds per wrk run (default 5)")
+    args = parser.parse_args()
+    return asyncio.run(main(args.rounds, args.seconds))
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

@@ -1,0 +1,77 @@
+"""The whole BFF on a real three-node Redis Cluster: every script and multi-key call stays in one slot."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+
+from app.main import create_app
+from devkit.redis_server import RedisCluster, start_cluster
+from tests.conftest import BFF_URL, Shop, login, make_settings
+
+pytestmark = pytest.mark.slow
+CSRF = {"X-CSRF": "1"}
+QUERY = {"query": "{ customer { id } }"}
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[RedisCluster]:
+    try:
+        started = start_cluster()
+    except RuntimeError as exc:
+        pytest.skip(str(exc))
+    try:
+        yield started
+    finally:
+        started.cleanup()
+
+
+@pytest.fixture
+async def cluster_bff(shop: Shop, cluster: RedisCluster) -> AsyncIterator[httpx.AsyncClient]:
+    settings = make_settings(shop.url, cluster.url, bff_rate_limit_graphql="1000/second")
+    async with LifespanManager(create_app(settings)) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url=BFF_URL) as client:
+            yield client
+
+
+async def test_login_proxy_refresh_logout_on_a_cluster(
+    cluster_bff: httpx.AsyncClient, shop: Shop, cluster: RedisCluster
+) -> None:
+    await shop.knob("settings", access_token_ttl=1)
+    await login(cluster_bff)
+    assert (await cluster_bff.get("/auth/session")).json()["authenticated"] is True
+    await asyncio.sleep(1.1)
+    responses = await asyncio.gather(*(cluster_bff.post("/graphql", json=QUERY, headers=CSRF) for _ in range(20)))
+    assert [r.status_code for r in responses] == [200] * 20, [r.text for r in responses if r.status_code != 200]
+    assert (await shop.stats())["grants"]["refresh_token"] == 1
+    assert (await cluster_bff.get("/readyz")).status_code == 200
+
+    # Keys really are spread over the nodes, and each session's keys share one slot.
+    client = AsyncRedisCluster.from_url(cluster.url.replace("redis+cluster://", "redis://").split(",")[0])
+    try:
+        keys = [k async for k in client.scan_iter(match="bff:*")]
+        assert any(k.startswith(b"bff:session:") for k in keys)
+        sid = cluster_bff.cookies["bff_session"].rsplit(".", 1)[0]
+        slots = {client.keyslot(f"bff:{kind}:{{{sid}}}") for kind in ("session", "lock", "refresh", "rl")}
+        assert len(slots) == 1
+    finally:
+        await client.aclose()
+
+    out = await cluster_bff.post("/auth/logout", params={"everywhere": "true"}, headers=CSRF)
+    assert out.status_code == 303
+    assert (await cluster_bff.get("/auth/session")).json() == {"authenticated": False}
+
+
+async def test_rate_limits_work_on_a_cluster(shop: Shop, cluster: RedisCluster) -> None:
+    settings = make_settings(shop.url, cluster.url, bff_rate_limit_login="2/minute")
+    async with LifespanManager(create_app(settings)) as manager:
+        transport = httpx.ASGITransport(app=manager.app, client=("192.0.2.77", 1234))
+        async with httpx.AsyncClient(transport=transport, base_url=BFF_URL) as client:
+            codes = [(await client.get("/auth/login")).status_code for _ in range(3)]
+    assert codes == [302, 302, 429]
