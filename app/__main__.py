@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         http="httptools",
         proxy_headers=False,
         server_header=False,
+        access_log=False,  # app.logs.RequestLog writes one line per request, without query strings
         timeout_graceful_shutdown=20,
     )
     return 0

@@ -106,6 +106,8 @@ class Settings(BaseSettings):
     bff_graphql_max_depth: int = Field(default=15, ge=0)
     bff_metrics_listener: str = Field(default="public", pattern=r"^(public|off|[\w.\-\[\]:]+:\d{1,5})$")
     bff_log_level: Literal["debug", "info", "warning", "error"] = "info"
+    bff_log_format: Literal["json", "console"] = "json"
+    bff_redis_max_connections: int = Field(default=200, ge=2)
 
     @field_validator("bff_allowed_origins", "bff_trusted_proxies", mode="before")
     @classmethod

@@ -21,6 +21,7 @@ from app.discovery import Discovery
 from app.errors import install_error_handlers
 from app.graphql_policy import GraphQLPolicy, load_allowlist
 from app.headers import SecurityHeaders
+from app.logs import RequestLog, configure_logging
 from app.metrics import Metrics
 from app.ratelimit import IpRateLimiter
 from app.redis_client import redis_from_url
@@ -35,7 +36,7 @@ log = logging.getLogger("bff")
 
 
 def redis_from(settings: Settings) -> Redis:
-    return redis_from_url(settings.redis_url)
+    return redis_from_url(settings.redis_url, max_connections=settings.bff_redis_max_connections)
 
 
 def token_cipher(settings: Settings) -> TokenCipher:
@@ -104,6 +105,8 @@ def _start_metrics_listener(settings: Settings, metrics: Metrics, stack: AsyncEx
         # With several workers only the first can bind; the others' metrics are not exported there.
         log.warning("metrics listener %s not started: %s", listener, exc)
         return
+    # Run in reverse: stop serving, wait for the thread, then close the listening socket.
+    stack.callback(server.server_close)
     stack.callback(thread.join, 5)
     stack.callback(server.shutdown)
 
@@ -116,7 +119,7 @@ def create_app(
 ) -> FastAPI:
     """Build the BFF. Clients passed in are used as is (and not closed); missing ones are made here."""
     settings = settings or load_settings()
-    logging.getLogger("bff").setLevel(settings.bff_log_level.upper())
+    configure_logging(settings.bff_log_level, settings.bff_log_format)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -168,4 +171,5 @@ def create_app(
         max_age=600,
     )
     app.add_middleware(SecurityHeaders, exempt_paths=("/docs",) if settings.bff_dev_mode else ())
+    app.add_middleware(RequestLog)
     return app

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
@@ -46,7 +46,7 @@ def _password(netloc: str) -> str | None:
     return unquote(userinfo.partition(":")[2]) or None
 
 
-def redis_from_url(url: str) -> Redis:
+def redis_from_url(url: str, *, max_connections: int = 200) -> Redis:
     """A redis-py asyncio client for any of the URL forms above (Cluster is typed as Redis for callers)."""
     parts = urlsplit(url)
     if parts.scheme in {"redis+cluster", "rediss+cluster"}:
@@ -56,6 +56,7 @@ def redis_from_url(url: str) -> Redis:
             password=_password(parts.netloc),
             ssl=parts.scheme.startswith("rediss"),
             retry=connection_retry(),
+            max_connections=max_connections,
             **_TIMEOUTS,
         )
         # RedisCluster implements the commands the store uses (scripts, pipelines, GETDEL, ...).
@@ -74,4 +75,14 @@ def redis_from_url(url: str) -> Redis:
             **_TIMEOUTS,
         )
         return cast(Redis, sentinel.master_for(path[0]))
-    return Redis.from_url(url, health_check_interval=30, retry=connection_retry(), **_TIMEOUTS)
+    # A blocking pool: past max_connections a request waits (up to the socket timeout) for a free
+    # connection instead of failing, so a burst is queued rather than answered with 503s.
+    pool = BlockingConnectionPool.from_url(
+        url,
+        max_connections=max_connections,
+        timeout=2.0,
+        health_check_interval=30,
+        retry=connection_retry(),
+        **_TIMEOUTS,
+    )
+    return Redis.from_pool(pool)  # the client owns the pool: aclose() disconnects it

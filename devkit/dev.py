@@ -93,6 +93,7 @@ def main() -> None:
         "BFF_POST_LOGOUT_REDIRECT_URL": f"{demo}/",
         "BFF_SESSION_SECRET": creds["session_secret"],
         "BFF_DEV_MODE": "true",
+        "BFF_LOG_FORMAT": "console",
         "REDIS_URL": redis_url,
         "DEMO_BFF_URL": bff,
     }
