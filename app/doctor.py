@@ -6,17 +6,17 @@ import asyncio
 from collections.abc import Callable
 
 import httpx
-from redis.asyncio import Redis
 
 from app.config import ConfigError, Settings, load_settings
 from app.discovery import Discovery
 from app.errors import BFFError
+from app.redis_client import redis_from_url
 
 Printer = Callable[[str], None]
 
 
 async def _check_redis(settings: Settings, say: Printer) -> bool:
-    client = Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=2)
+    client = redis_from_url(settings.redis_url)
     where = settings.redis_url.split("@")[-1]  # never print a password
     try:
         await client.ping()

@@ -74,7 +74,7 @@ def redis_from_url(url: str, *, max_connections: int = 200) -> Redis:
             retry=connection_retry(),
             **_TIMEOUTS,
         )
-        return cast(Redis, sentinel.master_for(path[0]))
+        return cast(Redis, sentinel.master_for(path[0], max_connections=max_connections))
     # A blocking pool: past max_connections a request waits (up to the socket timeout) for a free
     # connection instead of failing, so a burst is queued rather than answered with 503s.
     pool = BlockingConnectionPool.from_url(

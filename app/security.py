@@ -66,6 +66,12 @@ class CookieJar:
     def set_session(self, response: Response, sid: str) -> None:
         self._set(response, self.names.session, self._session.sign(sid).decode(), self._session_max_age)
 
+    def session_cookie_header(self, sid: str) -> tuple[bytes, bytes]:
+        """The raw `Set-Cookie` header for a session, for the raw-ASGI hot path."""
+        scratch = Response()
+        self.set_session(scratch, sid)
+        return next((k, v) for k, v in scratch.raw_headers if k == b"set-cookie")
+
     def clear_session(self, response: Response) -> None:
         self._clear(response, self.names.session)
 
@@ -75,7 +81,9 @@ class CookieJar:
 
     def read_session(self, conn: HTTPConnection) -> tuple[str | None, bool]:
         """(session id, whether the cookie was signed with an older key and should be re-signed)."""
-        raw = conn.cookies.get(self.names.session)
+        return self.read_session_value(conn.cookies.get(self.names.session))
+
+    def read_session_value(self, raw: str | None) -> tuple[str | None, bool]:
         sid = self._unsign(self._session, raw)
         if sid is not None or self._session_any is None:
             return sid, False
@@ -156,15 +164,16 @@ def is_trusted_origin(origin: str, settings: Settings) -> bool:
 
 
 def require_csrf_proof(conn: HTTPConnection, settings: Settings, *, allow_form: bool) -> None:
-    """Reject a state-changing request that a foreign site could have sent.
+    """Reject a state-changing request that a foreign site could have sent (see `check_csrf`)."""
+    check_csrf(conn.headers.get("origin"), conn.headers.get("x-csrf"), settings, allow_form=allow_form)
 
-    A present `Origin` must be trusted. Then either the custom `X-CSRF: 1` header (which forces a CORS
-    preflight, so only trusted origins can send it) or, for form posts, that trusted Origin is proof.
-    """
-    origin = conn.headers.get("origin")
+
+def check_csrf(origin: str | None, x_csrf: str | None, settings: Settings, *, allow_form: bool) -> None:
+    """A present `Origin` must be trusted. Then either the custom `X-CSRF: 1` header (which forces a CORS
+    preflight, so only trusted origins can send it) or, for form posts, that trusted Origin is proof."""
     if origin is not None and not is_trusted_origin(origin, settings):
         raise BFFError(403, "csrf_failed", "The request's Origin is not allowed.")
-    if conn.headers.get("x-csrf") == "1":
+    if x_csrf == "1":
         return
     if allow_form and origin is not None:
         return

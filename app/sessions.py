@@ -1,7 +1,7 @@
 """Redis-backed server sessions and single-use pending logins.
 
 Key layout (the `{...}` hash tag keeps every key of one session in one Redis Cluster slot):
-  bff:session:{sid}      hash    d=encrypted session JSON, g=generation, a=absolute deadline (ms)
+  bff:session:{sid}      string  "{absolute deadline ms}:{generation}:{encrypted session JSON}"
   bff:lock:{sid}         string  owner token of the refresh lock
   bff:refresh:{sid}      string  outcome of the last failed refresh, for processes that waited on it
   bff:rl:{sid}           string  /graphql requests in the current rate-limit window
@@ -38,35 +38,35 @@ PENDING_LOGIN_TTL = 600
 INDEX_PRUNE_AT = 20
 T = TypeVar("T")
 
+# A session is one string, `{absolute deadline ms}:{generation}:{encrypted record}`: a plain string costs
+# far less Redis memory than a hash once the record outgrows the hash's compact encoding.
+#
 # Read a session, slide its idle expiry (capped by the absolute deadline) and count it against the
 # session's rate limit, all in one round trip. PEXPIRE only runs when the TTL has drifted by more than
 # ARGV[3] ms, so a burst of requests does not turn every read into a write.
 _TOUCH = """
-local v = redis.call('HMGET', KEYS[1], 'd', 'g', 'a')
-if not v[1] then return false end
-local ttl = math.min(tonumber(ARGV[2]), tonumber(v[3]) - tonumber(ARGV[1]))
+local v = redis.call('GET', KEYS[1])
+if not v then return false end
+local ttl = math.min(tonumber(ARGV[2]), tonumber(string.match(v, '^(%d+):')) - tonumber(ARGV[1]))
 if ttl <= 0 then redis.call('DEL', KEYS[1]) return false end
 if redis.call('PTTL', KEYS[1]) < ttl - tonumber(ARGV[3]) then redis.call('PEXPIRE', KEYS[1], ttl) end
 local limit = tonumber(ARGV[4])
 if limit > 0 then
   local n = redis.call('INCR', KEYS[2])
   if n == 1 then redis.call('PEXPIRE', KEYS[2], ARGV[5]) end
-  if n > limit then return {v[1], v[2], tostring(ttl), tostring(redis.call('PTTL', KEYS[2]))} end
+  if n > limit then return {v, tostring(ttl), tostring(redis.call('PTTL', KEYS[2]))} end
 end
-return {v[1], v[2], tostring(ttl)}
-"""
-
-_CREATE = """
-redis.call('HSET', KEYS[1], 'd', ARGV[1], 'g', '0', 'a', ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return 1
+return {v, tostring(ttl)}
 """
 
 # Compare-and-set on the generation: a refresh result never overwrites a newer refresh, and never
 # re-creates a session that logout deleted meanwhile.
 _REPLACE = """
-if redis.call('HGET', KEYS[1], 'g') ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'd', ARGV[2], 'g', ARGV[3])
+local v = redis.call('GET', KEYS[1])
+if not v then return 0 end
+local deadline, generation = string.match(v, '^(%d+):(%d+):')
+if generation ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], deadline .. ':' .. ARGV[3] .. ':' .. ARGV[2], 'KEEPTTL')
 return 1
 """
 
@@ -159,7 +159,6 @@ class SessionStore:
         # Slide at most every 1% of the idle timeout (capped at a minute): one write per burst.
         self._slack_ms = min(60_000, self._idle_ms // 100)
         self._touch = redis.register_script(_TOUCH)
-        self._create = redis.register_script(_CREATE)
         self._replace = redis.register_script(_REPLACE)
         self._unlock = redis.register_script(_UNLOCK)
 
@@ -183,7 +182,8 @@ class SessionStore:
         now_ms = int(time.time() * 1000)
         deadline = now_ms + self._absolute_ms
         ttl = min(self._idle_ms, self._absolute_ms)
-        await guarded(self._create(keys=[_session_key(session.sid)], args=[self._seal(session), deadline, ttl]))
+        value = b"%d:0:%s" % (deadline, self._seal(session))
+        await guarded(self._redis.set(_session_key(session.sid), value, px=ttl))
         await self._index(session.sub, session.sid, deadline, now_ms)
         return replace(session, generation=0, ttl_ms=ttl)
 
@@ -202,17 +202,19 @@ class SessionStore:
         if not found:
             return None
         values = cast(list[bytes], found)
-        if len(values) == 4:
-            retry = str(max(1, -(-int(values[3]) // 1000)))
+        if len(values) == 3:
+            retry = str(max(1, -(-int(values[2]) // 1000)))
             raise BFFError(429, "rate_limited", "Too many requests for this session.", headers={"Retry-After": retry})
-        return self._open(sid, values[0], int(values[1]), int(values[2]))
+        return self._unpack(sid, values[0], int(values[1]))
 
     async def peek(self, sid: str) -> Session | None:
         """Read a session without sliding it (used after waiting for another refresher)."""
-        raw, generation = await guarded(self._redis.hmget(_session_key(sid), ["d", "g"]))
-        if not isinstance(raw, bytes) or generation is None:
-            return None
-        return self._open(sid, raw, int(generation))
+        raw = await guarded(self._redis.get(_session_key(sid)))
+        return self._unpack(sid, raw, 0) if isinstance(raw, bytes) else None
+
+    def _unpack(self, sid: str, raw: bytes, ttl_ms: int) -> Session | None:
+        _, generation, blob = raw.split(b":", 2)
+        return self._open(sid, blob, int(generation), ttl_ms)
 
     async def replace_if_current(self, session: Session) -> Session | None:
         """Store refreshed tokens unless the session moved on (or was deleted) meanwhile."""

@@ -130,7 +130,7 @@ async def session_memory(store: SessionStore, *, sessions: int = 2000) -> Sessio
     by_prefix: Counter[str] = Counter()
     for key, size in zip(keys, sizes, strict=True):
         by_prefix[key.decode().split("{", 1)[0].rstrip(":")] += int(size or 0)
-    records = [len(await redis.hget(f"bff:session:{{{s.sid}}}", "d") or b"") for s in made[:100]]
+    records = [len(await redis.get(f"bff:session:{{{s.sid}}}") or b"") for s in made[:100]]
     await redis.flushdb()
     return SessionMemory(
         sessions=sessions,
