@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app import redis_fast
 from app.config import Settings, load_settings
 from app.credentials import Credentials
 from app.crypto import TokenCipher, derive_key
@@ -27,11 +28,12 @@ from app.logs import RequestLog, configure_logging
 from app.metrics import Metrics
 from app.ratelimit import IpRateLimiter
 from app.redis_client import redis_from_url
+from app.redis_fast import ScriptRunner
 from app.routes import auth, health
 from app.routes.graphql import GraphQLEndpoint
 from app.security import CookieJar
 from app.services import Services
-from app.sessions import SessionStore
+from app.sessions import SESSION_READ_SCRIPT, SessionStore
 from app.shopify import ShopifyAuth
 from app.tokens import TokenRefresher
 
@@ -49,7 +51,12 @@ def token_cipher(settings: Settings) -> TokenCipher:
 
 
 def build_services(
-    settings: Settings, redis: Redis, http: httpx.AsyncClient, upstream: aiohttp.ClientSession
+    settings: Settings,
+    redis: Redis,
+    http: httpx.AsyncClient,
+    upstream: aiohttp.ClientSession,
+    *,
+    touch: ScriptRunner | None = None,
 ) -> Services:
     """Assemble the per-process services from already-open clients."""
     metrics = Metrics()
@@ -59,6 +66,7 @@ def build_services(
         token_cipher(settings),
         idle_timeout=settings.bff_session_idle_timeout,
         absolute_lifetime=settings.bff_session_absolute_lifetime,
+        touch=touch,
     )
     discovery = Discovery(
         http,
@@ -147,7 +155,11 @@ def create_app(
                     cookie_jar=aiohttp.DummyCookieJar(),  # never carry cookies between customers
                 )
             )
-            services = build_services(settings, redis_client, http_client, upstream)
+            touch = None
+            if redis is None and redis_fast.supports(settings.redis_url):
+                touch = ScriptRunner(settings.redis_url, SESSION_READ_SCRIPT)
+                stack.push_async_callback(touch.aclose)
+            services = build_services(settings, redis_client, http_client, upstream, touch=touch)
             stack.push_async_callback(services.rate_limiter.aclose)
             _start_metrics_listener(settings, services.metrics, stack)
             app.state.services = services

@@ -1,0 +1,93 @@
+"""The pipelined session-read connection: replies reach the right caller, and trouble becomes a clean error."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+
+from app.redis_fast import ScriptRunner, supports
+from devkit.redis_server import start_redis
+
+ECHO = "return {ARGV[1], redis.call('GET', KEYS[1])}"
+
+
+async def test_concurrent_calls_each_get_their_own_reply(redis_url: str, redis_client: aioredis.Redis) -> None:
+    await redis_client.set("fast:{k}", b"v")
+    runner = ScriptRunner(redis_url, ECHO)
+    try:
+        replies = await asyncio.gather(*(runner(keys=["fast:{k}"], args=[i]) for i in range(300)))
+    finally:
+        await runner.aclose()
+    assert replies == [[str(i).encode(), b"v"] for i in range(300)]
+
+
+async def test_script_cache_flush_is_recovered(redis_url: str, redis_client: aioredis.Redis) -> None:
+    runner = ScriptRunner(redis_url, ECHO)
+    try:
+        assert (await runner(keys=["fast:none"], args=["a"]))[0] == b"a"
+        await redis_client.script_flush()
+        assert (await runner(keys=["fast:none"], args=["b"]))[0] == b"b"
+    finally:
+        await runner.aclose()
+
+
+async def test_script_errors_are_redis_errors(redis_url: str) -> None:
+    runner = ScriptRunner(redis_url, "return redis.call('INCR', KEYS[1], 'too', 'many')")
+    try:
+        with pytest.raises(ResponseError):
+            await runner(keys=["fast:x"], args=[])
+    finally:
+        await runner.aclose()
+
+
+async def test_database_number_in_the_url_is_selected(redis_url: str) -> None:
+    other_db = redis_url.rsplit("/", 1)[0] + "/3"
+    writer = aioredis.Redis.from_url(other_db)
+    try:
+        await writer.set("fast:db", b"three")
+        runner = ScriptRunner(other_db, ECHO)
+        try:
+            assert await runner(keys=["fast:db"], args=["x"]) == [b"x", b"three"]
+        finally:
+            await runner.aclose()
+    finally:
+        await writer.aclose()
+
+
+async def test_a_stuck_redis_fails_calls_then_recovers(redis_client: aioredis.Redis, redis_url: str) -> None:
+    runner = ScriptRunner(redis_url, ECHO, timeout=0.4)
+    try:
+        await runner(keys=["fast:k"], args=["warm"])
+        await redis_client.execute_command("CLIENT", "PAUSE", "1500", "ALL")
+        with pytest.raises(RedisConnectionError):
+            await runner(keys=["fast:k"], args=["stuck"])
+        await asyncio.sleep(1.3)
+        assert (await runner(keys=["fast:k"], args=["back"]))[0] == b"back"
+    finally:
+        await redis_client.execute_command("CLIENT", "UNPAUSE")
+        await runner.aclose()
+
+
+async def test_a_dead_then_restarted_redis() -> None:
+    server = start_redis()
+    runner = ScriptRunner(server.url, ECHO)
+    try:
+        assert (await runner(keys=["fast:k"], args=["up"]))[0] == b"up"
+        server.stop()
+        with pytest.raises(RedisConnectionError):
+            await runner(keys=["fast:k"], args=["down"])
+        server.start()
+        assert (await runner(keys=["fast:k"], args=["again"]))[0] == b"again"
+    finally:
+        await runner.aclose()
+        server.cleanup()
+
+
+def test_only_standalone_urls_take_the_fast_path() -> None:
+    assert supports("redis://127.0.0.1:6379/0") and supports("rediss://h:6380")
+    assert not supports("redis+cluster://h:7000,h:7001") and not supports("redis+sentinel://h:26379/m")
+    assert not supports("unix:///tmp/redis.sock")
