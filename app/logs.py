@@ -7,11 +7,12 @@ codes and state), headers, cookies or bodies, so no token or secret can reach th
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
+import secrets
 import sys
 import time
-import uuid
 from typing import Any, TextIO
 
 import structlog
@@ -77,13 +78,17 @@ class RequestLog:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        # Unique ids without a syscall per request (uuid4 reads os.urandom): a random prefix per
+        # process and a counter.
+        self._prefix = secrets.token_hex(6) + "-"
+        self._counter = itertools.count(1)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         incoming = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"").decode("latin-1")
-        request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        request_id = incoming if _REQUEST_ID.match(incoming) else f"{self._prefix}{next(self._counter):x}"
         started = time.perf_counter()
         status = 500
 

@@ -44,6 +44,7 @@ class _Connection(asyncio.Protocol):
         self.waiting: collections.deque[tuple[asyncio.Future[Any], float]] = collections.deque()
         self.transport: asyncio.Transport | None = None
         self.closed = False
+        self.outgoing: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio.Transport, so no isinstance check here.
@@ -66,10 +67,19 @@ class _Connection(asyncio.Protocol):
     def send(self, payload: bytes) -> asyncio.Future[Any]:
         if self.closed or self.transport is None or self.transport.is_closing():
             raise RedisConnectionError("Redis connection closed")
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
         self.waiting.append((future, time.monotonic()))
-        self.transport.write(payload)
+        # Commands issued in one turn of the event loop leave in one write: one syscall, not one each.
+        if not self.outgoing:
+            loop.call_soon(self._flush)
+        self.outgoing.append(payload)
         return future
+
+    def _flush(self) -> None:
+        data, self.outgoing = b"".join(self.outgoing), []
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
 
     def stuck_for(self) -> float:
         return time.monotonic() - self.waiting[0][1] if self.waiting else 0.0
