@@ -72,6 +72,7 @@ def _exit_cleanly(signum: int, frame: object) -> None:
 async def _end_sessions(sub: str) -> int:
     from app.config import load_settings
     from app.main import redis_from, token_cipher
+    from app.redis_client import close_redis
     from app.sessions import SessionStore
 
     settings = load_settings()
@@ -85,7 +86,7 @@ async def _end_sessions(sub: str) -> int:
         )
         return await store.end_all(sub)
     finally:
-        await redis.aclose()
+        await close_redis(redis)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import httpx
 from app.config import ConfigError, Settings, load_settings
 from app.discovery import Discovery
 from app.errors import BFFError
-from app.redis_client import redis_from_url
+from app.redis_client import close_redis, redis_from_url
 
 Printer = Callable[[str], None]
 
@@ -26,7 +26,7 @@ async def _check_redis(settings: Settings, say: Printer) -> bool:
         say(f"FAIL  Redis at {where} does not answer ({type(exc).__name__}); check REDIS_URL")
         return False
     finally:
-        await client.aclose()
+        await close_redis(client)
 
 
 async def _check_shop(settings: Settings, say: Printer) -> bool:

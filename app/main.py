@@ -27,7 +27,7 @@ from app.headers import SecurityHeaders
 from app.logs import RequestLog, configure_logging
 from app.metrics import Metrics
 from app.ratelimit import IpRateLimiter
-from app.redis_client import redis_from_url
+from app.redis_client import close_redis, redis_from_url
 from app.redis_fast import ScriptRunner
 from app.routes import auth, health
 from app.routes.graphql import GraphQLEndpoint
@@ -137,7 +137,7 @@ def create_app(
         async with AsyncExitStack() as stack:
             redis_client = redis or redis_from(settings)
             if redis is None:
-                stack.push_async_callback(redis_client.aclose)
+                stack.push_async_callback(close_redis, redis_client)
             timeout = httpx.Timeout(settings.bff_upstream_read_timeout, connect=settings.bff_upstream_connect_timeout)
             http_client = http
             if http_client is None:

@@ -17,7 +17,7 @@ from limits.errors import StorageError
 from limits.storage import storage_from_string
 
 from app.errors import BFFError, SessionStoreUnavailable
-from app.redis_client import connection_retry
+from app.redis_client import close_redis, connection_retry
 
 
 def limits_uri(redis_url: str) -> str:
@@ -46,7 +46,7 @@ class IpRateLimiter:
         # `limits` owns a Redis client but offers no close; reach it through the bridge it documents.
         client = getattr(getattr(self._storage, "bridge", None), "storage", None)
         if client is not None:
-            await client.aclose()
+            await close_redis(client)
 
     async def hit_login(self, endpoint: str, client_ip: str) -> None:
         try:

@@ -86,3 +86,14 @@ def redis_from_url(url: str, *, max_connections: int = 200) -> Redis:
         **_TIMEOUTS,
     )
     return Redis.from_pool(pool)  # the client owns the pool: aclose() disconnects it
+
+
+async def close_redis(client: Redis) -> None:
+    """Close a client from `redis_from_url`, including a Sentinel's own connections to the sentinels."""
+    await client.aclose()
+    pool = getattr(client, "connection_pool", None)
+    manager = getattr(pool, "sentinel_manager", None)
+    if pool is not None and manager is not None:
+        await pool.disconnect()
+        for sentinel in manager.sentinels:
+            await sentinel.aclose()

@@ -7,8 +7,8 @@ the session read (one script, see sessions.py) goes through here; everything els
 One connection carries every concurrent call: commands are written as they come and replies, parsed by
 hiredis (the C parser redis-py itself uses), resolve the waiting futures in order. A broken or stuck
 connection fails every waiting call with redis-py's ConnectionError (a 503 upstream, never a logout)
-and the next call reconnects. Standalone `redis://` and `rediss://` only; Sentinel and Cluster URLs use
-redis-py throughout.
+and the next call reconnects. Plain `redis://` only; TLS, Sentinel and Cluster URLs use redis-py
+throughout.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import hashlib
-import ssl
 import time
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -27,7 +26,8 @@ from redis.exceptions import ResponseError
 
 
 def supports(url: str) -> bool:
-    return urlsplit(url).scheme in {"redis", "rediss"}
+    # TLS (rediss://) stays on redis-py, which honours the URL's ssl_* options (CA file, verification).
+    return urlsplit(url).scheme == "redis"
 
 
 def _pack(*args: bytes | str | int) -> bytes:
@@ -119,11 +119,10 @@ class ScriptRunner:
             if self._conn is not None and not self._conn.closed:
                 return self._conn
             loop = asyncio.get_running_loop()
-            context = ssl.create_default_context() if self._url.scheme == "rediss" else None
             try:
                 async with asyncio.timeout(self._timeout):
                     _, conn = await loop.create_connection(
-                        _Connection, self._url.hostname or "127.0.0.1", self._url.port or 6379, ssl=context
+                        _Connection, self._url.hostname or "127.0.0.1", self._url.port or 6379
                     )
                     await self._handshake(conn)
             except (OSError, TimeoutError) as exc:

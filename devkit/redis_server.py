@@ -189,3 +189,47 @@ def _wait_cluster_ok(cli: str, nodes: list[RedisProcess], timeout: float = 20.0)
             return
         time.sleep(0.2)
     raise RuntimeError("the Redis Cluster did not reach cluster_state:ok")
+
+
+@dataclass
+class RedisSentinel:
+    """A primary and one Sentinel watching it as `mymaster`; for the Sentinel tests."""
+
+    primary: RedisProcess
+    sentinel: subprocess.Popen[bytes]
+    port: int
+    workdir: str
+
+    @property
+    def url(self) -> str:
+        return f"redis+sentinel://127.0.0.1:{self.port}/mymaster"
+
+    def cleanup(self) -> None:
+        if self.sentinel.poll() is None:
+            self.sentinel.terminate()
+            self.sentinel.wait(timeout=10)
+        self.primary.cleanup()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def start_sentinel() -> RedisSentinel:
+    """Start a primary and a Sentinel (`redis-server --sentinel`) that knows it as `mymaster`."""
+    primary = start_redis()
+    workdir = tempfile.mkdtemp(prefix="bff-sentinel-")
+    port = free_port()
+    config = Path(workdir) / "sentinel.conf"
+    config.write_text(
+        f"port {port}\nbind 127.0.0.1\ndir {workdir}\n"
+        f"sentinel monitor mymaster 127.0.0.1 {primary.port} 1\n"
+        "sentinel down-after-milliseconds mymaster 5000\n"
+    )
+    sentinel = subprocess.Popen(  # noqa: S603 - our own binary and arguments
+        [primary.binary, str(config), "--sentinel"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    started = RedisSentinel(primary, sentinel, port, workdir)
+    try:
+        wait_port(port, timeout=30)
+    except RuntimeError:
+        started.cleanup()
+        raise
+    return started
