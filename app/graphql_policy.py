@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
@@ -61,7 +62,12 @@ def inspect_document(query: str) -> tuple[str, int] | None:
         document = parse(query, no_location=True)
     except GraphQLError:
         return None
-    return hashlib.sha256(print_ast(document).encode()).hexdigest(), document_depth(document)
+    digest = hashlib.sha256(print_ast(document).encode()).hexdigest()
+    try:
+        return digest, document_depth(document)
+    except RecursionError:
+        # Fragments chained deeper than Python's stack: too deep by any measure.
+        return digest, sys.maxsize
 
 
 def build_allowlist(paths: Iterable[Path]) -> dict[str, object]:
