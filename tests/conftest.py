@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -158,14 +159,19 @@ def settings(shop: Shop, redis_url: str) -> Settings:
     return make_settings(shop.url, redis_url)
 
 
-@pytest.fixture
-async def bff(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """The BFF app in this process; the client keeps cookies like a browser would."""
-    app = create_app(settings)
-    async with LifespanManager(app) as manager:
-        transport = httpx.ASGITransport(app=manager.app)
+@asynccontextmanager
+async def running_bff(settings: Settings, *, client_ip: str = "127.0.0.1") -> AsyncIterator[httpx.AsyncClient]:
+    """One BFF, in this process under its lifespan; the client keeps cookies like a browser would."""
+    async with LifespanManager(create_app(settings)) as manager:
+        transport = httpx.ASGITransport(app=manager.app, client=(client_ip, 50000))
         async with httpx.AsyncClient(transport=transport, base_url=BFF_URL) as client:
             yield client
+
+
+@pytest.fixture
+async def bff(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    async with running_bff(settings) as client:
+        yield client
 
 
 def query_of(url: str) -> dict[str, str]:

@@ -15,6 +15,7 @@ from tests.conftest import (
     authorize_at_shop,
     login,
     query_of,
+    running_bff,
     start_login,
 )
 
@@ -235,18 +236,14 @@ async def test_code_replay_is_rejected(bff: httpx.AsyncClient, shop: Shop) -> No
 async def test_wrong_client_secret_fails_login_cleanly(
     shop: Shop, redis_url: str, redis_client: aioredis.Redis
 ) -> None:
-    from asgi_lifespan import LifespanManager
 
-    from app.main import create_app
     from tests.conftest import make_settings
 
-    app = create_app(make_settings(shop.url, redis_url, shopify_client_secret="wrong-secret-0123456789abcdef"))
-    async with LifespanManager(app) as manager:
-        transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url=BFF_URL) as client:
-            before = await session_keys(redis_client)
-            callback = await authorize_at_shop(await start_login(client))
-            response = await client.get(callback.removeprefix(BFF_URL))
+    settings = make_settings(shop.url, redis_url, shopify_client_secret="wrong-secret-0123456789abcdef")
+    async with running_bff(settings) as client:
+        before = await session_keys(redis_client)
+        callback = await authorize_at_shop(await start_login(client))
+        response = await client.get(callback.removeprefix(BFF_URL))
     assert response.status_code == 502
     assert response.json()["error"] == "invalid_client"
     assert "wrong-secret" not in response.text
@@ -293,25 +290,21 @@ async def test_tampered_or_unsigned_cookie_is_no_session(bff: httpx.AsyncClient,
 
 
 async def test_session_idle_timeout_is_a_redis_ttl(shop: Shop, redis_url: str, redis_client: aioredis.Redis) -> None:
-    from asgi_lifespan import LifespanManager
 
-    from app.main import create_app
     from tests.conftest import make_settings
 
     settings = make_settings(shop.url, redis_url, bff_session_idle_timeout=120, bff_session_absolute_lifetime=600)
-    async with LifespanManager(create_app(settings)) as manager:
-        transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url=BFF_URL) as client:
-            await login(client)
-            sid = client.cookies["bff_session"].rsplit(".", 1)[0]
-            ttl = await redis_client.pttl(f"bff:session:{{{sid}}}")
-            assert 110_000 < ttl <= 120_000
-            # The absolute deadline caps the TTL: pretend the session is nearly at its end.
-            key = f"bff:session:{{{sid}}}"
-            _, rest = (await redis_client.get(key)).split(b":", 1)
-            await redis_client.set(key, b"1:" + rest, keepttl=True)
-            assert (await client.get("/auth/session")).json() == {"authenticated": False}
-            assert not await redis_client.exists(f"bff:session:{{{sid}}}")
+    async with running_bff(settings) as client:
+        await login(client)
+        sid = client.cookies["bff_session"].rsplit(".", 1)[0]
+        ttl = await redis_client.pttl(f"bff:session:{{{sid}}}")
+        assert 110_000 < ttl <= 120_000
+        # The absolute deadline caps the TTL: pretend the session is nearly at its end.
+        key = f"bff:session:{{{sid}}}"
+        _, rest = (await redis_client.get(key)).split(b":", 1)
+        await redis_client.set(key, b"1:" + rest, keepttl=True)
+        assert (await client.get("/auth/session")).json() == {"authenticated": False}
+        assert not await redis_client.exists(f"bff:session:{{{sid}}}")
 
 
 async def test_errors_are_json_never_stack_traces(bff: httpx.AsyncClient, shop: Shop) -> None:

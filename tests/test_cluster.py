@@ -7,12 +7,10 @@ from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 
-from app.main import create_app
 from devkit.redis_server import RedisCluster, start_cluster
-from tests.conftest import BFF_URL, Shop, login, make_settings
+from tests.conftest import Shop, login, make_settings, running_bff
 
 pytestmark = pytest.mark.slow
 CSRF = {"X-CSRF": "1"}
@@ -34,10 +32,8 @@ def cluster() -> Iterator[RedisCluster]:
 @pytest.fixture
 async def cluster_bff(shop: Shop, cluster: RedisCluster) -> AsyncIterator[httpx.AsyncClient]:
     settings = make_settings(shop.url, cluster.url, bff_rate_limit_graphql="1000/second")
-    async with LifespanManager(create_app(settings)) as manager:
-        transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url=BFF_URL) as client:
-            yield client
+    async with running_bff(settings) as client:
+        yield client
 
 
 async def test_login_proxy_refresh_logout_on_a_cluster(
@@ -70,8 +66,6 @@ async def test_login_proxy_refresh_logout_on_a_cluster(
 
 async def test_rate_limits_work_on_a_cluster(shop: Shop, cluster: RedisCluster) -> None:
     settings = make_settings(shop.url, cluster.url, bff_rate_limit_login="2/minute")
-    async with LifespanManager(create_app(settings)) as manager:
-        transport = httpx.ASGITransport(app=manager.app, client=("192.0.2.77", 1234))
-        async with httpx.AsyncClient(transport=transport, base_url=BFF_URL) as client:
-            codes = [(await client.get("/auth/login")).status_code for _ in range(3)]
+    async with running_bff(settings, client_ip="192.0.2.77") as client:
+        codes = [(await client.get("/auth/login")).status_code for _ in range(3)]
     assert codes == [302, 302, 429]

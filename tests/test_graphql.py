@@ -7,11 +7,9 @@ import json
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 
-from app.main import create_app
 from devkit.redis_server import start_redis
-from tests.conftest import BFF_URL, STOREFRONT, Shop, login, make_settings
+from tests.conftest import BFF_URL, STOREFRONT, Shop, login, make_settings, running_bff
 
 CSRF = {"X-CSRF": "1"}
 CUSTOMER_QUERY = {"query": "query Me { customer { id firstName emailAddress { emailAddress } } }"}
@@ -199,15 +197,12 @@ async def test_concurrent_refresh_across_two_apps_sharing_redis(shop: Shop, redi
     """Two BFF instances (separate apps, separate in-process locks) share one Redis lock."""
     settings = make_settings(shop.url, redis_url)
     await expire_soon(shop)
-    async with LifespanManager(create_app(settings)) as one, LifespanManager(create_app(settings)) as two:
-        a = httpx.AsyncClient(transport=httpx.ASGITransport(app=one.app), base_url=BFF_URL)
-        b = httpx.AsyncClient(transport=httpx.ASGITransport(app=two.app), base_url=BFF_URL)
-        async with a, b:
-            await login(a)
-            b.cookies.update(a.cookies)
-            await shop.knob("delay_token", count=1, seconds=0.3)  # widen the race window
-            await asyncio.sleep(1.1)
-            responses = await asyncio.gather(*(gql(c) for _ in range(25) for c in (a, b)))
+    async with running_bff(settings) as a, running_bff(settings) as b:
+        await login(a)
+        b.cookies.update(a.cookies)
+        await shop.knob("delay_token", count=1, seconds=0.3)  # widen the race window
+        await asyncio.sleep(1.1)
+        responses = await asyncio.gather(*(gql(c) for _ in range(25) for c in (a, b)))
     assert [r.status_code for r in responses] == [200] * 50
     assert (await shop.stats())["grants"]["refresh_token"] == 1
 
@@ -250,15 +245,14 @@ async def test_transient_refresh_failure_keeps_the_session(
 async def test_refresh_timeout_keeps_the_session(shop: Shop, redis_url: str) -> None:
     settings = make_settings(shop.url, redis_url, bff_upstream_read_timeout=0.5, bff_upstream_connect_timeout=0.5)
     await expire_soon(shop)
-    async with LifespanManager(create_app(settings)) as manager:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=manager.app), base_url=BFF_URL) as client:
-            await login(client)
-            await asyncio.sleep(1.1)
-            await shop.knob("delay_token", count=1, seconds=2)
-            failed = await gql(client)
-            assert failed.status_code == 504
-            assert failed.json()["error"] == "token_endpoint_timeout"
-            assert (await gql(client)).status_code == 200
+    async with running_bff(settings) as client:
+        await login(client)
+        await asyncio.sleep(1.1)
+        await shop.knob("delay_token", count=1, seconds=2)
+        failed = await gql(client)
+        assert failed.status_code == 504
+        assert failed.json()["error"] == "token_endpoint_timeout"
+        assert (await gql(client)).status_code == 200
 
 
 async def test_upstream_401_refreshes_once_and_retries_once(bff: httpx.AsyncClient, shop: Shop) -> None:
@@ -282,40 +276,37 @@ async def test_upstream_401_twice_is_not_a_loop(bff: httpx.AsyncClient, shop: Sh
 
 async def test_upstream_timeout_and_outage(shop: Shop, redis_url: str) -> None:
     settings = make_settings(shop.url, redis_url, bff_upstream_read_timeout=0.5)
-    async with LifespanManager(create_app(settings)) as manager:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=manager.app), base_url=BFF_URL) as client:
-            await login(client)
-            await shop.knob("delay_graphql", count=1, seconds=1.5)
-            slow = await gql(client)
-            assert slow.status_code == 504
-            assert slow.json()["error"] == "upstream_timeout"
-            await shop.knob("fail_graphql", count=1, status=502)
-            bad_gateway = await gql(client)
-            assert bad_gateway.status_code == 502  # Shopify's own status, passed through
-            assert (await gql(client)).status_code == 200
+    async with running_bff(settings) as client:
+        await login(client)
+        await shop.knob("delay_graphql", count=1, seconds=1.5)
+        slow = await gql(client)
+        assert slow.status_code == 504
+        assert slow.json()["error"] == "upstream_timeout"
+        await shop.knob("fail_graphql", count=1, status=502)
+        bad_gateway = await gql(client)
+        assert bad_gateway.status_code == 502  # Shopify's own status, passed through
+        assert (await gql(client)).status_code == 200
 
 
 async def test_redis_outage_is_503_and_keeps_the_session(shop: Shop) -> None:
     server = start_redis(persist=True)
     try:
         settings = make_settings(shop.url, server.url)
-        async with LifespanManager(create_app(settings)) as manager:
-            transport = httpx.ASGITransport(app=manager.app)
-            async with httpx.AsyncClient(transport=transport, base_url=BFF_URL) as client:
-                await login(client)
-                cookie = client.cookies["bff_session"]
-                server.stop()
-                for call in (gql(client), client.get("/auth/session"), client.get("/auth/login")):
-                    down = await call
-                    assert down.status_code == 503
-                    assert down.json()["error"] == "session_store_unavailable"
-                    assert down.headers["retry-after"]
-                    assert "bff_session" not in down.headers.get("set-cookie", "")
-                assert (await client.get("/readyz")).status_code == 503
-                server.start()
-                assert client.cookies["bff_session"] == cookie
-                assert (await gql(client)).status_code == 200
-                assert (await client.get("/auth/session")).json()["authenticated"] is True
-                assert (await client.get("/readyz")).status_code == 200
+        async with running_bff(settings) as client:
+            await login(client)
+            cookie = client.cookies["bff_session"]
+            server.stop()
+            for call in (gql(client), client.get("/auth/session"), client.get("/auth/login")):
+                down = await call
+                assert down.status_code == 503
+                assert down.json()["error"] == "session_store_unavailable"
+                assert down.headers["retry-after"]
+                assert "bff_session" not in down.headers.get("set-cookie", "")
+            assert (await client.get("/readyz")).status_code == 503
+            server.start()
+            assert client.cookies["bff_session"] == cookie
+            assert (await gql(client)).status_code == 200
+            assert (await client.get("/auth/session")).json()["authenticated"] is True
+            assert (await client.get("/readyz")).status_code == 200
     finally:
         server.cleanup()

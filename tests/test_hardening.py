@@ -16,9 +16,7 @@ from typing import Any
 
 import httpx
 import redis.asyncio as aioredis
-from asgi_lifespan import LifespanManager
 
-from app.main import create_app
 from devkit.redis_server import RedisProcess
 from tests.conftest import (
     BFF_URL,
@@ -30,6 +28,7 @@ from tests.conftest import (
     Shop,
     login,
     make_settings,
+    running_bff,
 )
 
 CSRF = {"X-CSRF": "1"}
@@ -41,11 +40,8 @@ OTHER_SESSION_SECRET = "Pz8rT2vK9qW4xN7mB1cJ5hL3dF6gS0aY"
 @asynccontextmanager
 async def bff_app(shop: Shop, redis_url: str, **overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
     """One BFF 'deployment' with these settings; the client is a browser that keeps cookies."""
-    app = create_app(make_settings(shop.url, redis_url, **overrides))
-    async with LifespanManager(app) as manager:
-        transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url=BFF_URL) as client:
-            yield client
+    async with running_bff(make_settings(shop.url, redis_url, **overrides)) as client:
+        yield client
 
 
 def adopt(client: httpx.AsyncClient, cookie: str) -> None:

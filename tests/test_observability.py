@@ -15,7 +15,17 @@ from asgi_lifespan import LifespanManager
 from app.logs import configure_logging
 from app.main import create_app
 from devkit.redis_server import free_port
-from tests.conftest import BFF_URL, CLIENT_SECRET, SESSION_SECRET, Shop, login, make_settings, query_of, start_login
+from tests.conftest import (
+    BFF_URL,
+    CLIENT_SECRET,
+    SESSION_SECRET,
+    Shop,
+    login,
+    make_settings,
+    query_of,
+    running_bff,
+    start_login,
+)
 
 CSRF = {"X-CSRF": "1"}
 QUERY = {"query": "{ customer { id } }"}
@@ -98,14 +108,12 @@ async def test_metrics_move(bff: httpx.AsyncClient, shop: Shop) -> None:
 
 async def test_metrics_can_leave_the_public_listener(shop: Shop, redis_url: str) -> None:
     off: dict[str, Any] = {"bff_metrics_listener": "off"}
-    async with LifespanManager(create_app(make_settings(shop.url, redis_url, **off))) as manager:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=manager.app), base_url=BFF_URL) as client:
-            assert (await client.get("/metrics")).status_code == 404
+    async with running_bff(make_settings(shop.url, redis_url, **off)) as client:
+        assert (await client.get("/metrics")).status_code == 404
     port = free_port()
     private = make_settings(shop.url, redis_url, bff_metrics_listener=f"127.0.0.1:{port}")
-    async with LifespanManager(create_app(private)) as manager:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=manager.app), base_url=BFF_URL) as client:
-            assert (await client.get("/metrics")).status_code == 404
+    async with running_bff(private) as client:
+        assert (await client.get("/metrics")).status_code == 404
         async with httpx.AsyncClient() as scraper:
             scraped = await scraper.get(f"http://127.0.0.1:{port}/metrics")
     assert scraped.status_code == 200

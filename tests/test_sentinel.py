@@ -5,13 +5,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 
-import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 
-from app.main import create_app
 from devkit.redis_server import RedisSentinel, start_sentinel
-from tests.conftest import BFF_URL, Shop, login, make_settings
+from tests.conftest import Shop, login, make_settings, running_bff
 
 pytestmark = pytest.mark.slow
 
@@ -31,18 +28,16 @@ def sentinel() -> Iterator[RedisSentinel]:
 async def test_login_proxy_refresh_and_limits_through_sentinel(shop: Shop, sentinel: RedisSentinel) -> None:
     settings = make_settings(shop.url, sentinel.url, bff_rate_limit_login="3/minute")
     await shop.knob("settings", access_token_ttl=1)
-    async with LifespanManager(create_app(settings)) as manager:
-        transport = httpx.ASGITransport(app=manager.app, client=("192.0.2.88", 1234))
-        async with httpx.AsyncClient(transport=transport, base_url=BFF_URL) as client:
-            await login(client)
-            assert (await client.get("/auth/session")).json()["authenticated"] is True
-            await asyncio.sleep(1.1)
-            query = {"query": "{ customer { id } }"}
-            responses = await asyncio.gather(
-                *(client.post("/graphql", json=query, headers={"X-CSRF": "1"}) for _ in range(10))
-            )
-            assert [r.status_code for r in responses] == [200] * 10
-            assert (await shop.stats())["grants"]["refresh_token"] == 1
-            assert (await client.get("/readyz")).status_code == 200
-            codes = [(await client.get("/auth/login")).status_code for _ in range(3)]
-            assert codes == [302, 302, 429]  # the login above used the first of three
+    async with running_bff(settings, client_ip="192.0.2.88") as client:
+        await login(client)
+        assert (await client.get("/auth/session")).json()["authenticated"] is True
+        await asyncio.sleep(1.1)
+        query = {"query": "{ customer { id } }"}
+        responses = await asyncio.gather(
+            *(client.post("/graphql", json=query, headers={"X-CSRF": "1"}) for _ in range(10))
+        )
+        assert [r.status_code for r in responses] == [200] * 10
+        assert (await shop.stats())["grants"]["refresh_token"] == 1
+        assert (await client.get("/readyz")).status_code == 200
+        codes = [(await client.get("/auth/login")).status_code for _ in range(3)]
+        assert codes == [302, 302, 429]  # the login above used the first of three
