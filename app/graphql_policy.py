@@ -30,44 +30,74 @@ from graphql import (
 from app.errors import BFFError
 
 
-def _depth(
-    selection_set: SelectionSetNode | None, fragments: dict[str, FragmentDefinitionNode], seen: frozenset[str]
-) -> int:
-    if selection_set is None:
-        return 0
-    deepest = 0
-    for selection in selection_set.selections:
-        if isinstance(selection, FieldNode):
-            deepest = max(deepest, 1 + _depth(selection.selection_set, fragments, seen))
-        elif isinstance(selection, InlineFragmentNode):
-            deepest = max(deepest, _depth(selection.selection_set, fragments, seen))
-        elif isinstance(selection, FragmentSpreadNode):
-            name = selection.name.value
-            fragment = fragments.get(name)
-            if fragment is not None and name not in seen:  # cycles are the server's to reject
-                deepest = max(deepest, _depth(fragment.selection_set, fragments, seen | {name}))
-    return deepest
+class _DepthCounter:
+    """Selection depth with each fragment measured once: linear in the document, whatever its spreads."""
+
+    def __init__(self, fragments: dict[str, FragmentDefinitionNode]) -> None:
+        self.fragments = fragments
+        self.known: dict[str, int] = {}
+        self.open: set[str] = set()
+
+    def of(self, selection_set: SelectionSetNode | None) -> int:
+        if selection_set is None:
+            return 0
+        deepest = 0
+        for selection in selection_set.selections:
+            if isinstance(selection, FieldNode):
+                deepest = max(deepest, 1 + self.of(selection.selection_set))
+            elif isinstance(selection, InlineFragmentNode):
+                deepest = max(deepest, self.of(selection.selection_set))
+            elif isinstance(selection, FragmentSpreadNode):
+                deepest = max(deepest, self.fragment(selection.name.value))
+        return deepest
+
+    def fragment(self, name: str) -> int:
+        if name in self.known:
+            return self.known[name]
+        definition = self.fragments.get(name)
+        if definition is None or name in self.open:  # unknown or cyclic: the server's to reject
+            return 0
+        self.open.add(name)
+        self.known[name] = self.of(definition.selection_set)
+        self.open.discard(name)
+        return self.known[name]
 
 
 def document_depth(document: DocumentNode) -> int:
     fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
+    counter = _DepthCounter(fragments)
     operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
-    return max((_depth(op.selection_set, fragments, frozenset()) for op in operations), default=0)
+    return max((counter.of(op.selection_set) for op in operations), default=0)
 
 
-@lru_cache(maxsize=4096)
+# Only small documents are cached: a storefront's own are a few KB, and a cache keyed by up-to-64-KB
+# strings would let anyone pin memory.
+_CACHEABLE = 8 * 1024
+
+
 def inspect_document(query: str) -> tuple[str, int] | None:
     """(canonical sha256, depth) of a document, or None if it does not parse."""
+    return _inspect_cached(query) if len(query) <= _CACHEABLE else _inspect(query)
+
+
+def _inspect(query: str) -> tuple[str, int] | None:
     try:
         document = parse(query, no_location=True)
-    except GraphQLError:
+    except GraphQLError as exc:
+        if "nested too deeply" in exc.message:
+            return hashlib.sha256(query.encode()).hexdigest(), sys.maxsize
         return None
+    except RecursionError:
+        return hashlib.sha256(query.encode()).hexdigest(), sys.maxsize
     digest = hashlib.sha256(print_ast(document).encode()).hexdigest()
     try:
         return digest, document_depth(document)
     except RecursionError:
         # Fragments chained deeper than Python's stack: too deep by any measure.
         return digest, sys.maxsize
+
+
+_inspect_cached = lru_cache(maxsize=2048)(_inspect)
 
 
 def build_allowlist(paths: Iterable[Path]) -> dict[str, object]:
@@ -110,4 +140,5 @@ class GraphQLPolicy:
         if self._allowlist is not None and digest not in self._allowlist:
             raise BFFError(403, "operation_not_allowed", "This GraphQL document is not on the allowlist.")
         if self._max_depth and depth > self._max_depth:
-            raise BFFError(400, "query_too_deep", f"The query nests {depth} levels; the limit is {self._max_depth}.")
+            levels = "too deeply" if depth == sys.maxsize else f"{depth} levels"
+            raise BFFError(400, "query_too_deep", f"The query nests {levels}; the limit is {self._max_depth}.")

@@ -6,6 +6,7 @@ at one Redis round trip.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import time
 from typing import cast
@@ -20,19 +21,40 @@ from app.errors import BFFError, SessionStoreUnavailable
 from app.redis_client import close_redis, connection_retry
 
 
-def limits_uri(redis_url: str) -> str:
-    """Our REDIS_URL schemes (redis, rediss, redis+cluster, redis+sentinel) in `limits`' async form."""
-    return "async+" + redis_url
+def limits_uri(redis_url: str) -> tuple[str, dict[str, bool]]:
+    """REDIS_URL in `limits`' async form, plus the options it needs (TLS for the `rediss+` schemes)."""
+    scheme, _, rest = redis_url.partition("://")
+    mapped = {
+        "redis": "async+redis",
+        "rediss": "async+rediss",
+        "unix": "async+redis+unix",
+        "redis+cluster": "async+redis+cluster",
+        "rediss+cluster": "async+redis+cluster",
+        "redis+sentinel": "async+redis+sentinel",
+        "rediss+sentinel": "async+redis+sentinel",
+    }[scheme]
+    return f"{mapped}://{rest}", ({"ssl": True} if scheme.startswith("rediss+") else {})
+
+
+def _bucket(address: str) -> str:
+    """IPv6 clients are counted per /64: one subscriber usually holds a whole /64 to rotate through."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    return str(ipaddress.ip_network(f"{ip}/64", strict=False)) if ip.version == 6 else address
 
 
 class IpRateLimiter:
     """Counts requests per client IP and refuses the excess with 429 and Retry-After."""
 
     def __init__(self, redis_url: str, login_rate: str) -> None:
+        uri, options = limits_uri(redis_url)
         self._storage = cast(
             RedisStorage,
             storage_from_string(
-                limits_uri(redis_url),
+                uri,
+                **options,
                 implementation="redispy",
                 wrap_exceptions=True,
                 key_prefix="bff:limits",
@@ -49,6 +71,7 @@ class IpRateLimiter:
             await close_redis(client)
 
     async def hit_login(self, endpoint: str, client_ip: str) -> None:
+        client_ip = _bucket(client_ip)
         try:
             allowed = await self._limiter.hit(self._login, endpoint, client_ip)
             if allowed:

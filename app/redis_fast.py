@@ -119,6 +119,7 @@ class ScriptRunner:
             if self._conn is not None and not self._conn.closed:
                 return self._conn
             loop = asyncio.get_running_loop()
+            conn = None
             try:
                 async with asyncio.timeout(self._timeout):
                     _, conn = await loop.create_connection(
@@ -126,6 +127,8 @@ class ScriptRunner:
                     )
                     await self._handshake(conn)
             except (OSError, TimeoutError) as exc:
+                if conn is not None:
+                    conn.abort()  # connected but the handshake stalled: do not leak the socket
                 raise RedisConnectionError(f"cannot connect to Redis: {exc}") from exc
             self._conn = conn
             if self._watchdog is None or self._watchdog.done():

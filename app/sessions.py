@@ -26,14 +26,39 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, TypeVar, cast
 
 from redis.asyncio import Redis
+from redis.exceptions import (
+    BusyLoadingError,
+    ClusterDownError,
+    ClusterError,
+    MasterDownError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    ResponseError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.crypto import TokenCipher
 from app.errors import BFFError, SessionStoreUnavailable
 
 log = logging.getLogger("bff.sessions")
+
+# Redis is down, starting, read-only (a replica after failover), full, or its cluster is reconfiguring:
+# all "try again shortly", none a reason to drop a session.
+_UNAVAILABLE = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    OSError,
+    BusyLoadingError,
+    ReadOnlyError,
+    MasterDownError,
+    OutOfMemoryError,
+    ClusterDownError,
+    ClusterError,
+    TryAgainError,
+)
+_UNAVAILABLE_PREFIXES = frozenset({"LOADING", "READONLY", "MASTERDOWN", "OOM", "CLUSTERDOWN", "TRYAGAIN", "BUSY"})
 PENDING_LOGIN_TTL = 600
 INDEX_PRUNE_AT = 20
 T = TypeVar("T")
@@ -137,13 +162,14 @@ def new_id() -> str:
 
 
 async def guarded(call: Awaitable[T]) -> T:
-    """Run one Redis call; a connection problem becomes a 503, never a logout."""
+    """Run one Redis call; an unavailable Redis becomes a 503, never a logout or a 500."""
     try:
         return await call
-    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+    except _UNAVAILABLE as exc:
         raise SessionStoreUnavailable() from exc
-    except RedisError as exc:
-        if "LOADING" in str(exc) or "READONLY" in str(exc) or "MASTERDOWN" in str(exc):
+    except ResponseError as exc:
+        # The pipelined reader (redis_fast.py) keeps Redis's error prefix in the message.
+        if str(exc).split(" ", 1)[0] in _UNAVAILABLE_PREFIXES:
             raise SessionStoreUnavailable() from exc
         raise
 
@@ -312,4 +338,5 @@ class SessionStore:
         return PendingLogin(**json.loads(plain)) if plain else None
 
     async def ping(self) -> bool:
-        return bool(await guarded(cast(Callable[[], Awaitable[bool]], self._redis.ping)()))
+        """Readiness: a write, not PING, so a read-only replica or a full Redis counts as not ready."""
+        return bool(await guarded(self._redis.set("bff:readyz", b"1", px=10_000)))

@@ -15,13 +15,14 @@ import time
 from dataclasses import replace
 
 from app.credentials import Credentials
-from app.errors import BFFError
+from app.errors import BFFError, SessionStoreUnavailable
 from app.metrics import Metrics
 from app.security import fingerprint
 from app.sessions import Session, SessionStore
 from app.shopify import InvalidClient, InvalidGrant, ShopifyAuth, TokenSet
 
 log = logging.getLogger("bff.tokens")
+RESCUE_SECONDS = 600
 
 _ERROR_STATUS = {
     "session_expired": 401,
@@ -62,12 +63,25 @@ class TokenRefresher:
         self._call_timeout = call_timeout
         self._lock_ttl = call_timeout + 5.0
         self._inflight: dict[str, asyncio.Future[Session]] = {}
+        self._rescued: dict[tuple[str, str], tuple[Session, float]] = {}
 
     async def fresh(self, session: Session) -> Session:
-        """The session with a usable access token, refreshing first if it is due."""
+        """The session with a usable access token, refreshing first if it is due.
+
+        An early refresh that fails for a passing reason is not the customer's problem while the current
+        token still works: the request goes on with it, and a later one refreshes.
+        """
         if not refresh_due(session, buffer=self._buffer):
             return session
-        return await self.refresh(session)
+        try:
+            return await self.refresh(session)
+        except InvalidGrant:
+            raise
+        except BFFError as exc:
+            if time.time() < session.access_expires_at and exc.status >= 500:
+                log.warning("early token refresh failed (%s); using the current token meanwhile", exc.code)
+                return session
+            raise
 
     async def refresh(self, session: Session) -> Session:
         """Replace `session.access_token` (seen as stale) with a new one, sharing work with peers."""
@@ -115,6 +129,13 @@ class TokenRefresher:
             raise InvalidGrant()
         if current.access_token != stale.access_token:
             return current  # a peer finished just before we took the lock
+        key = (current.sid, current.refresh_token)
+        if key in self._rescued:
+            # Shopify already rotated this refresh token for us, but Redis missed the write: store
+            # that result instead of presenting the dead token again (which would end the session).
+            stored = await self._store_refreshed(replace(self._rescued[key][0], generation=current.generation))
+            self._rescued.pop(key, None)
+            return stored
         try:
             async with asyncio.timeout(self._call_timeout):
                 tokens, credential_id = await self._call(current)
@@ -142,11 +163,24 @@ class TokenRefresher:
             refresh_token=tokens.refresh_token or current.refresh_token,
             credential=credential_id,
         )
+        try:
+            return await self._store_refreshed(updated)
+        except SessionStoreUnavailable:
+            self._rescue(current, updated)
+            raise
+
+    async def _store_refreshed(self, updated: Session) -> Session:
         stored = await self._store.replace_if_current(updated)
         if stored is None:
             # Logout (or a newer login) won the race; the new tokens are simply dropped.
             raise InvalidGrant()
         return stored
+
+    def _rescue(self, current: Session, updated: Session) -> None:
+        """Keep new tokens that Redis could not store, keyed by the refresh token they replace."""
+        now = time.monotonic()
+        self._rescued = {k: v for k, v in self._rescued.items() if now - v[1] < RESCUE_SECONDS}
+        self._rescued[(current.sid, current.refresh_token)] = (updated, now)
 
     async def _call(self, session: Session) -> tuple[TokenSet, str]:
         """Refresh with the credential the tokens were issued to; after `invalid_client`, once with the other."""

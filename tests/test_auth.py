@@ -212,14 +212,20 @@ async def test_callback_failure_in_a_browser_redirects_with_error_flag(bff: http
 
 
 async def test_prompt_none_without_shop_session_returns_with_error_flag(bff: httpx.AsyncClient, shop: Shop) -> None:
-    authorize_url = await start_login(bff, prompt="none", return_to="/shop")
-    async with httpx.AsyncClient(headers={"User-Agent": "browser"}) as browser:
-        at_shop = await browser.get(authorize_url)
-    assert at_shop.status_code == 302
-    response = await bff.get(at_shop.headers["location"].removeprefix(BFF_URL))
-    assert response.status_code == 302
-    assert response.headers["location"] == f"{STOREFRONT}/shop?login_error=login_required"
-    assert "bff_session" not in response.headers.get("set-cookie", "")
+    for accept, expect_redirect in (("text/html,application/xhtml+xml", True), ("application/json", False)):
+        authorize_url = await start_login(bff, prompt="none", return_to="/shop")
+        async with httpx.AsyncClient(headers={"User-Agent": "browser"}) as browser:
+            at_shop = await browser.get(authorize_url)
+        assert at_shop.status_code == 302
+        callback = at_shop.headers["location"].removeprefix(BFF_URL)
+        response = await bff.get(callback, headers={"Accept": accept})
+        assert "bff_session" not in response.headers.get("set-cookie", "")
+        if expect_redirect:  # a browser navigation goes back to the storefront with a flag
+            assert response.status_code == 302
+            assert response.headers["location"] == f"{STOREFRONT}/shop?login_error=login_required"
+        else:  # an API client gets the JSON error
+            assert response.status_code == 400
+            assert response.json()["error"] == "login_required"
 
 
 async def test_code_replay_is_rejected(bff: httpx.AsyncClient, shop: Shop) -> None:

@@ -310,3 +310,31 @@ async def test_redis_outage_is_503_and_keeps_the_session(shop: Shop) -> None:
             assert (await client.get("/readyz")).status_code == 200
     finally:
         server.cleanup()
+
+
+@pytest.mark.slow
+async def test_redis_failing_right_after_a_refresh_does_not_log_the_customer_out(shop: Shop) -> None:
+    """Shopify rotated the refresh token but Redis went away before the new one was stored: the BFF keeps
+    the new tokens in memory and stores them once Redis is back, instead of presenting the dead token."""
+    server = start_redis(persist=True)
+    try:
+        settings = make_settings(shop.url, server.url, bff_upstream_connect_timeout=0.5, bff_upstream_read_timeout=1.5)
+        await expire_soon(shop)
+        async with running_bff(settings) as client:
+            await login(client)
+            await shop.knob("settings", access_token_ttl=3600)  # only the login's token is short-lived
+            await asyncio.sleep(1.1)
+            await shop.knob("delay_token", count=1, seconds=0.8)
+            pending = asyncio.ensure_future(gql(client))
+            await asyncio.sleep(0.3)
+            server.stop()  # while Shopify is answering the refresh
+            failed = await pending
+            assert failed.status_code == 503
+            assert failed.json()["error"] == "session_store_unavailable"
+            server.start()
+            recovered = await gql(client)
+            assert recovered.status_code == 200, recovered.text
+            assert (await shop.stats())["grants"]["refresh_token"] == 1  # the rotated token was reused
+            assert (await client.get("/auth/session")).json()["authenticated"] is True
+    finally:
+        server.cleanup()

@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import redis.asyncio as aioredis
 
-from devkit.redis_server import RedisProcess
+from devkit.redis_server import RedisProcess, free_port, redis_binary
 from tests.conftest import (
     BFF_URL,
     CLIENT_ID,
@@ -353,3 +354,52 @@ async def test_fragment_chains_deeper_than_the_stack_are_refused_not_a_crash(
     response = await bff.post("/graphql", json={"query": query}, headers=CSRF)
     assert response.status_code == 400
     assert response.json()["error"] == "query_too_deep"
+
+
+async def test_graphql_asks_shopify_for_an_uncompressed_body(bff: httpx.AsyncClient, shop: Shop) -> None:
+    # The body is passed through as bytes; a gzip answer would reach the browser labelled as JSON.
+    await login(bff)
+    assert (await gql(bff)).status_code == 200
+    assert (await shop.stats())["last_graphql_request"]["headers"]["accept-encoding"] == "identity"
+
+
+async def test_ipv6_clients_are_limited_per_64(shop: Shop, redis_url: str) -> None:
+    settings = make_settings(shop.url, redis_url, bff_rate_limit_login="2/minute")
+    codes = []
+    for host in ("2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:2:ffff::3"):  # one /64, three addresses
+        async with running_bff(settings, client_ip=host) as client:
+            codes.append((await client.get("/auth/login")).status_code)
+    assert codes == [302, 302, 429]
+
+
+async def test_a_read_only_redis_is_503_not_500(shop: Shop) -> None:
+    """A replica after a failover (or a primary marked read-only) refuses writes: that is an outage."""
+    dead = free_port()
+    server = RedisProcess(redis_binary() or "redis-server", free_port(), extra=("--replicaof", "127.0.0.1", str(dead)))
+    server.start()
+    try:
+        async with running_bff(make_settings(shop.url, server.url), client_ip="192.0.2.55") as client:
+            for response in (await client.get("/auth/login"), await client.get("/readyz")):
+                assert response.status_code == 503
+            assert (await client.get("/auth/login")).json()["error"] == "session_store_unavailable"
+    finally:
+        server.cleanup()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://127.0.0.1:6379/0",
+        "rediss://127.0.0.1:6380/0",
+        "unix:///tmp/redis.sock",
+        "redis+cluster://127.0.0.1:7000,127.0.0.1:7001",
+        "rediss+cluster://127.0.0.1:7000",
+        "redis+sentinel://127.0.0.1:26379/mymaster",
+        "rediss+sentinel://127.0.0.1:26379/mymaster",
+    ],
+)
+async def test_every_redis_url_form_configures_the_rate_limiter(url: str) -> None:
+    from app.ratelimit import IpRateLimiter
+
+    limiter = IpRateLimiter(url, "3/minute")  # raised "unknown storage scheme" for three of these
+    await limiter.aclose()

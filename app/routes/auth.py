@@ -124,8 +124,8 @@ async def callback(
         return _callback_failure(request, deps, failure, None)
     if error is not None:
         flag = error if _ERROR_CODE.match(error) else "authorization_failed"
-        deps.metrics.callbacks.labels(flag).inc()
-        return _redirect(_with_flag(pending.return_to, "login_error", flag))
+        failure = BFFError(400, flag, "Shopify ended the login without a code.")
+        return _callback_failure(request, deps, failure, pending.return_to)
     if not code:
         failure = BFFError(400, "invalid_request", "The callback carries no code.")
         return _callback_failure(request, deps, failure, pending.return_to)

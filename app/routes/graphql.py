@@ -63,7 +63,7 @@ def _validate(body: bytes) -> str:
     """Check the body's shape; return the query text."""
     try:
         document = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise BFFError(400, "invalid_json", "The body must be JSON.") from exc
     if not isinstance(document, dict):
         raise BFFError(400, "invalid_request", "The body must be a JSON object {query, variables?}.")
@@ -86,6 +86,9 @@ async def _send_upstream(
         "Authorization": token,  # Shopify wants the raw token, no "Bearer"
         "Content-Type": "application/json",
         "Accept": "application/json",
+        # The body is passed through as bytes: ask for it uncompressed, or the browser would get gzip
+        # labelled as JSON.
+        "Accept-Encoding": "identity",
         "User-Agent": deps.settings.bff_user_agent,
     }
     if accept_language:
@@ -116,8 +119,6 @@ async def _proxy(deps: Services, scope: Scope, receive: Receive) -> tuple[int, b
     check_csrf(headers.get(b"origin"), headers.get(b"x-csrf"), settings, allow_form=False)
     body = await _read_body(receive, headers.get(b"content-length"), settings.bff_graphql_max_body_bytes)
     query = _validate(body)
-    if deps.graphql_policy.active:
-        deps.graphql_policy.check(query)
 
     raw_cookie = cookie_parser(headers[b"cookie"]).get(deps.cookies.names.session) if b"cookie" in headers else None
     sid, resign = deps.cookies.read_session_value(raw_cookie)
@@ -126,6 +127,9 @@ async def _proxy(deps: Services, scope: Scope, receive: Receive) -> tuple[int, b
     loaded = await deps.store.load(sid, rate_limit=deps.graphql_rate)
     if loaded is None:
         raise BFFError(401, "session_expired", "The session has ended; log in again.")
+    if deps.graphql_policy.active:
+        # After the session check, so only logged-in customers can make the BFF parse a document.
+        deps.graphql_policy.check(query)
     session: Session = await deps.refresher.fresh(loaded)
     url = (await deps.discovery.endpoints()).graphql_url
     language = headers.get(b"accept-language")
