@@ -96,9 +96,6 @@ class CookieJar:
     def set_login_binding(self, response: Response, binding: str) -> None:
         self._set(response, self.names.login, self._login.sign(binding).decode(), 600)
 
-    def clear_login_binding(self, response: Response) -> None:
-        self._clear(response, self.names.login)
-
     def login_binding(self, conn: HTTPConnection) -> str | None:
         return self._unsign(self._login, conn.cookies.get(self.names.login))
 

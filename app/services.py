@@ -8,7 +8,6 @@ from typing import Annotated
 import aiohttp
 import httpx
 from fastapi import Depends, Request
-from starlette.requests import HTTPConnection
 
 from app.config import Settings
 from app.credentials import Credentials
@@ -41,13 +40,9 @@ class Services:
     graphql_rate: tuple[int, int]  # (requests, per milliseconds) per session
 
 
-def services_of(conn: HTTPConnection) -> Services:
-    services: Services = conn.app.state.services
-    return services
-
-
 def _services(request: Request) -> Services:
-    return services_of(request)
+    services: Services = request.app.state.services
+    return services
 
 
 Deps = Annotated[Services, Depends(_services)]
