@@ -58,9 +58,7 @@ async def _bff_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, BFFError)
     services = getattr(request.app.state, "services", None)
     if services is not None:
-        if exc.code == "session_store_unavailable":
-            services.metrics.redis_errors.inc()
-        services.metrics.rejected.labels(exc.code).inc()
+        services.metrics.count_rejection(exc.code)
     if exc.status >= 500:
         log.warning("request failed: %s %s", exc.status, exc.code)
     return error_response(exc.status, exc.code, exc.detail, exc.headers)

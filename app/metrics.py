@@ -41,5 +41,11 @@ class Metrics:
             "bff_requests_rejected_total", "Requests refused before reaching Shopify, by code.", ["code"], registry=r
         )
 
+    def count_rejection(self, code: str) -> None:
+        """One error answered to a client, by its stable code; Redis outages are also counted apart."""
+        self.rejected.labels(code).inc()
+        if code == "session_store_unavailable":
+            self.redis_errors.inc()
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

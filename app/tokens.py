@@ -75,9 +75,7 @@ class TokenRefresher:
             return session
         try:
             return await self.refresh(session)
-        except InvalidGrant:
-            raise
-        except BFFError as exc:
+        except BFFError as exc:  # invalid_grant (401) always propagates: the session has ended
             if time.time() < session.access_expires_at and exc.status >= 500:
                 log.warning("early token refresh failed (%s); using the current token meanwhile", exc.code)
                 return session

@@ -10,6 +10,7 @@ import asyncio
 import json
 import re
 import time
+import uuid
 from typing import Any
 
 from graphql import (
@@ -91,6 +92,12 @@ class GraphQLEndpoint:
         return cost, affordable
 
     async def graphql(self, request: Request) -> Response:
+        response = await self._answer(request)
+        # Like Shopify, every answer carries its own request id (support tickets quote it).
+        response.headers["x-request-id"] = str(uuid.uuid4())
+        return response
+
+    async def _answer(self, request: Request) -> Response:
         store = self.store
         store.stats.graphql_requests += 1
         authorization = request.headers.get("authorization")

@@ -39,6 +39,9 @@ async def test_forwards_query_with_raw_token_and_no_cookies(bff: httpx.AsyncClie
     assert seen["headers"]["user-agent"].startswith("customer-account-bff")
     assert seen["headers"]["accept-language"] == "fr-CA"
     assert "shcat_" not in response.text
+    # One X-Request-ID (ours); Shopify's own id is passed on under its own name.
+    assert len([k for k in response.headers.raw if k[0].lower() == b"x-request-id"]) == 1
+    assert response.headers["x-shopify-request-id"] != response.headers["x-request-id"]
 
 
 async def test_graphql_errors_pass_through_with_200(bff: httpx.AsyncClient, shop: Shop) -> None:

@@ -97,9 +97,8 @@ async def _send_upstream(
     try:
         async with deps.upstream.post(url, data=body, headers=headers) as upstream:
             payload = await upstream.read()
-            passed = [
-                (h.encode(), upstream.headers[h].encode()) for h in _PASS_RESPONSE_HEADERS if h in upstream.headers
-            ]
+            got = upstream.headers
+            passed = [(ours, got[theirs].encode()) for theirs, ours in _PASS_RESPONSE_HEADERS.items() if theirs in got]
             content_type = upstream.headers.get("content-type", "application/json")
             passed.append((b"content-type", content_type.encode()))
             deps.metrics.upstream_latency.labels("graphql").observe(time.perf_counter() - started)
@@ -160,9 +159,7 @@ class GraphQLEndpoint:
             try:
                 status, payload, out = await _proxy(deps, scope, receive)
             except BFFError as exc:
-                deps.metrics.rejected.labels(exc.code).inc()
-                if exc.code == "session_store_unavailable":
-                    deps.metrics.redis_errors.inc()
+                deps.metrics.count_rejection(exc.code)
                 status = exc.status
                 payload = json.dumps({"error": exc.code, "detail": exc.detail}).encode()
                 out = [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()]
