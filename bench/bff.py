@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
+from typing import Any
 
 import aiohttp
 import httpx
@@ -110,7 +111,7 @@ def fake_session(*, access_lifetime: float = 86400) -> Session:
     sub = f"gid://shopify/Customer/{customer}"
     email = f"customer{customer}@example.com"
     now = time.time()
-    values = {
+    values: dict[str, Any] = {
         "sid": new_id(),
         "sub": sub,
         "claims": {"sub": sub, "email": email, "email_verified": True},

@@ -10,11 +10,9 @@ import pytest
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 
 from devkit.redis_server import RedisCluster, start_cluster
-from tests.conftest import Shop, login, make_settings, running_bff
+from tests.helpers import CSRF, Shop, gql, login_with_expired_token, make_settings, running_bff
 
 pytestmark = pytest.mark.slow
-CSRF = {"X-CSRF": "1"}
-QUERY = {"query": "{ customer { id } }"}
 
 
 @pytest.fixture(scope="module")
@@ -39,11 +37,9 @@ async def cluster_bff(shop: Shop, cluster: RedisCluster) -> AsyncIterator[httpx.
 async def test_login_proxy_refresh_logout_on_a_cluster(
     cluster_bff: httpx.AsyncClient, shop: Shop, cluster: RedisCluster
 ) -> None:
-    await shop.knob("settings", access_token_ttl=1)
-    await login(cluster_bff)
+    await login_with_expired_token(cluster_bff, shop)
     assert (await cluster_bff.get("/auth/session")).json()["authenticated"] is True
-    await asyncio.sleep(1.1)
-    responses = await asyncio.gather(*(cluster_bff.post("/graphql", json=QUERY, headers=CSRF) for _ in range(20)))
+    responses = await asyncio.gather(*(gql(cluster_bff) for _ in range(20)))
     assert [r.status_code for r in responses] == [200] * 20, [r.text for r in responses if r.status_code != 200]
     assert (await shop.stats())["grants"]["refresh_token"] == 1
     assert (await cluster_bff.get("/readyz")).status_code == 200

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from app.config import ConfigError, Settings, load_settings
+from tests.helpers import ROOT, ConfigError, Settings, load_settings
 
 GOOD = {
     "shopify_shop_domain": "shop.example.com",
@@ -84,6 +84,6 @@ def test_loopback_http_is_allowed_for_development() -> None:
 
 
 def test_env_example_documents_every_setting() -> None:
-    example = (Path(__file__).parent.parent / ".env.example").read_text()
+    example = (ROOT / ".env.example").read_text()
     documented = set(re.findall(r"^([A-Z_]+)=", example, re.M))
     assert documented == {name.upper() for name in Settings.model_fields}

@@ -7,9 +7,7 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from fnmatch import fnmatch
@@ -17,11 +15,22 @@ from pathlib import Path
 
 import httpx
 import pytest
-import yaml
 
-from app.__main__ import main as app_main
-from app.config import ConfigError, Settings, load_settings
-from tests.test_processes import ROOT, Child, Launcher, browser, eventually, gql, knob, login, shop_stats
+from tests.helpers import (
+    ROOT,
+    ConfigError,
+    Launcher,
+    Settings,
+    browser,
+    eventually,
+    gql,
+    load_settings,
+    load_yaml,
+    login,
+    python,
+    run,
+    shop_at,
+)
 
 REQUIRED = (
     "SHOPIFY_SHOP_DOMAIN",
@@ -54,12 +63,11 @@ def compose(tmp_path: Path) -> Iterator[Compose]:
     empty = tmp_path / "empty.env"
     empty.write_text("")
 
-    def run(variables: dict[str, str], *args: str, env_file: Path = empty) -> subprocess.CompletedProcess[str]:
+    def config(variables: dict[str, str], *args: str, env_file: Path = empty) -> subprocess.CompletedProcess[str]:
         command = [binary, "-f", str(ROOT / "docker-compose.yml"), "--env-file", str(env_file), *args, "config"]
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path), **variables}
-        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)  # noqa: S603
+        return run(command, cwd=tmp_path, env={"HOME": str(tmp_path), **variables}, inherit_env=False)
 
-    yield run
+    yield config
 
 
 def env_example_names() -> set[str]:
@@ -82,7 +90,7 @@ def load_container_settings(environment: dict[str, str | None], monkeypatch: pyt
 def test_compose_file_is_valid_and_wires_bff_to_redis(compose: Compose, monkeypatch: pytest.MonkeyPatch) -> None:
     result = compose({**PRODUCTION_VALUES, "BFF_LOG_LEVEL": "debug"})
     assert result.returncode == 0, result.stderr
-    services = yaml.safe_load(result.stdout)["services"]
+    services = load_yaml(result.stdout)["services"]
     assert set(services) >= {"bff", "redis", "shopify"}
     bff, redis = services["bff"], services["redis"]
     environment = bff["environment"]
@@ -107,7 +115,7 @@ def test_compose_file_is_valid_and_wires_bff_to_redis(compose: Compose, monkeypa
 def test_compose_refuses_to_start_without_a_required_setting(compose: Compose, missing: str) -> None:
     values = {name: value for name, value in PRODUCTION_VALUES.items() if name != missing}
     result = compose(values)
-    assert result.returncode != 0
+    assert result.returncode == 1
     assert missing in result.stderr
 
 
@@ -116,7 +124,7 @@ def test_compose_dev_profile_runs_the_stand_in_with_settings_the_app_accepts(
 ) -> None:
     result = compose({}, "--profile", "dev", env_file=ROOT / "compose.dev.env")
     assert result.returncode == 0, result.stderr
-    services = yaml.safe_load(result.stdout)["services"]
+    services = load_yaml(result.stdout)["services"]
     bff, shop = services["bff"]["environment"], services["shopify"]
     # One network namespace: http://localhost:9000 is the stand-in for the BFF and (published) for the browser.
     assert shop["network_mode"] == "service:bff"
@@ -184,9 +192,8 @@ def test_dockerfile_runs_the_app_slim_and_unprivileged() -> None:
     assert ("COPY", "--from=build /opt/venv /opt/venv") in stages["runtime"]
     assert ("COPY", "--from=build-dev /opt/venv /opt/venv") in stages["dev"]
     # `serve` is a real subcommand; the HEALTHCHECK itself is run against a live BFF further down.
-    with pytest.raises(SystemExit) as usage:
-        app_main(["serve", "--help"])
-    assert usage.value.code == 0
+    usage = run(python("-m", "app", "serve", "--help"), cwd=ROOT / "tests")
+    assert usage.returncode == 0, usage.stderr
 
 
 def dockerignored(path: str) -> bool:
@@ -233,27 +240,10 @@ def test_dockerignore_sends_only_what_the_build_copies(path: str, ignored: bool)
 # --- The image's start command, outside Docker -----------------------------------------------------
 
 
-@pytest.fixture
-def launcher(tmp_path: Path) -> Iterator[Launcher]:
-    launcher = Launcher(tmp_path)
-    try:
-        yield launcher
-    finally:
-        launcher.stop_all()
-
-
-def run_healthcheck(port: int) -> int:
+def run_healthcheck(port: int, cwd: Path) -> int:
     """The Dockerfile's HEALTHCHECK command, run here against a BFF on `port`."""
     command = healthcheck_command()
-    env = {**os.environ, "BFF_PORT": str(port)}
-    return subprocess.run([sys.executable, *command[1:]], env=env, capture_output=True, timeout=10).returncode  # noqa: S603
-
-
-async def wait_for_log(child: Child, text: str, count: int, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while child.log().count(text) < count:
-        assert time.monotonic() < deadline, f"{text!r} not logged {count}x:\n{child.log()}"
-        await asyncio.sleep(0.02)
+    return run(python(*command[1:]), cwd=cwd, env={"BFF_PORT": str(port)}, timeout=10).returncode
 
 
 class UncleanExit(AssertionError):
@@ -267,23 +257,24 @@ class UncleanExit(AssertionError):
         2,
     ],
 )
-async def test_image_command_serves_and_drains_on_sigterm(launcher: Launcher, redis_url: str, workers: int) -> None:
+async def test_image_command_serves_and_drains_on_sigterm(
+    launcher: Launcher, redis_url: str, workers: int, tmp_path: Path
+) -> None:
     deployment = launcher.deployment(redis_url, bffs=1, BFF_WORKERS=str(workers))  # /healthz and /readyz are 200
     (bff,) = deployment.bffs
-    assert bff.proc is not None
-    assert run_healthcheck(bff.port) == 0
-    async with browser() as client:
-        await login(client, bff)
-        await knob(deployment.shop, "delay_graphql", count=1, seconds=1.5)
-        in_flight = asyncio.create_task(gql(client, bff))
+    assert run_healthcheck(bff.port, tmp_path) == 0
+    async with browser() as client, shop_at(deployment.shop.url) as shop:
+        await login(client, at=bff.url)
+        await shop.knob("delay_graphql", count=1, seconds=1.5)
+        in_flight = asyncio.create_task(gql(client, at=bff.url))
 
         async def reached_shopify() -> bool:
-            return bool((await shop_stats(deployment.shop))["graphql_requests"])
+            return bool((await shop.stats())["graphql_requests"])
 
-        await eventually(reached_shopify)
-        bff.proc.send_signal(signal.SIGTERM)
+        await eventually(reached_shopify, what="the call reached Shopify")
+        bff.terminate()
         stopped_at = time.monotonic()
-        await wait_for_log(bff, "Shutting down", count=workers)
+        await bff.wait_for_output("Shutting down", count=workers)
 
         # A single server closes its socket at once. With workers, the supervisor keeps the shared socket open
         # until they have drained: a new connection is queued, then reset, never served.
@@ -297,8 +288,8 @@ async def test_image_command_serves_and_drains_on_sigterm(launcher: Launcher, re
         finished = await in_flight
         assert finished.status_code == 200, finished.text
         assert "customer" in finished.json()["data"]
-    returncode = await asyncio.to_thread(bff.proc.wait, 5)
+    returncode = await bff.exit_code(timeout=5)
     assert time.monotonic() - stopped_at < 5
-    assert run_healthcheck(bff.port) != 0
+    assert run_healthcheck(bff.port, tmp_path) == 1
     if returncode != 0:
-        raise UncleanExit(f"exit code {returncode} after SIGTERM:\n{bff.log()[-2000:]}")
+        raise UncleanExit(f"exit code {returncode} after SIGTERM:\n{bff.output()[-2000:]}")

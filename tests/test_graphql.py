@@ -4,29 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 
 from devkit.redis_server import start_redis
-from tests.conftest import BFF_URL, STOREFRONT, Shop, login, make_settings, running_bff
-
-CSRF = {"X-CSRF": "1"}
-CUSTOMER_QUERY = {"query": "query Me { customer { id firstName emailAddress { emailAddress } } }"}
-
-
-async def gql(client: httpx.AsyncClient, body: object = CUSTOMER_QUERY, **headers: str) -> httpx.Response:
-    return await client.post("/graphql", json=body, headers={**CSRF, **headers})
-
-
-async def expire_soon(shop: Shop) -> None:
-    """Tokens issued from now on live one second; wait that second out after logging in."""
-    await shop.knob("settings", access_token_ttl=1)
+from tests.helpers import (
+    BFF_URL,
+    CSRF,
+    CUSTOMER_QUERY,
+    STOREFRONT,
+    Shop,
+    eventually,
+    gql,
+    login,
+    login_with_expired_token,
+    make_settings,
+    running_bff,
+)
 
 
 async def test_forwards_query_with_raw_token_and_no_cookies(bff: httpx.AsyncClient, shop: Shop) -> None:
     await login(bff)
-    response = await gql(bff, **{"Accept-Language": "fr-CA", "X-Secret-Header": "nope"})
+    response = await gql(bff, headers={"Accept-Language": "fr-CA", "X-Secret-Header": "nope"})
     assert response.status_code == 200
     assert response.headers["cache-control"] == "no-store"
     customer = response.json()["data"]["customer"]
@@ -135,7 +136,7 @@ async def test_oversized_body_is_413(bff: httpx.AsyncClient, shop: Shop) -> None
     assert response.status_code == 413
     assert response.json()["error"] == "body_too_large"
 
-    async def chunks():  # type: ignore[no-untyped-def]
+    async def chunks() -> AsyncIterator[bytes]:
         for _ in range(100):
             yield b"a" * 1000
 
@@ -162,24 +163,22 @@ async def test_cors_preflight_allowed_and_denied(bff: httpx.AsyncClient, shop: S
     denied = await bff.options("/graphql", headers={"Origin": "https://evil.example", **preflight})
     assert "access-control-allow-origin" not in denied.headers
     await login(bff)
-    simple = await gql(bff, Origin=STOREFRONT)
+    simple = await gql(bff, headers={"Origin": STOREFRONT})
     assert simple.headers["access-control-allow-origin"] == STOREFRONT
 
 
 async def test_expired_token_is_refreshed_before_the_call(bff: httpx.AsyncClient, shop: Shop) -> None:
-    await expire_soon(shop)
-    await login(bff)
-    await asyncio.sleep(1.1)
+    await login_with_expired_token(bff, shop)
     assert (await gql(bff)).status_code == 200
     stats = await shop.stats()
     assert stats["grants"]["refresh_token"] == 1
 
 
 async def test_rotated_refresh_token_is_stored(bff: httpx.AsyncClient, shop: Shop) -> None:
-    await expire_soon(shop)
-    await login(bff)
-    for _ in range(3):
-        await asyncio.sleep(1.1)
+    await login_with_expired_token(bff, shop)
+    for turn in range(3):
+        if turn:  # the first refresh is the early one; the next two follow Shopify's 401
+            await shop.knob("expire_access_tokens")
         # Each refresh presents the token the previous one returned; the old ones are dead at the shop.
         assert (await gql(bff)).status_code == 200
     assert (await shop.stats())["grants"]["refresh_token"] == 3
@@ -187,10 +186,8 @@ async def test_rotated_refresh_token_is_stored(bff: httpx.AsyncClient, shop: Sho
 
 
 async def test_fifty_concurrent_requests_refresh_once(bff: httpx.AsyncClient, shop: Shop) -> None:
-    await expire_soon(shop)
-    await login(bff)
+    await login_with_expired_token(bff, shop)
     await shop.knob("delay_token", count=1, seconds=0.3)  # widen the race window
-    await asyncio.sleep(1.1)
     responses = await asyncio.gather(*(gql(bff) for _ in range(50)))
     assert [r.status_code for r in responses] == [200] * 50
     assert (await shop.stats())["grants"]["refresh_token"] == 1
@@ -199,22 +196,18 @@ async def test_fifty_concurrent_requests_refresh_once(bff: httpx.AsyncClient, sh
 async def test_concurrent_refresh_across_two_apps_sharing_redis(shop: Shop, redis_url: str) -> None:
     """Two BFF instances (separate apps, separate in-process locks) share one Redis lock."""
     settings = make_settings(shop.url, redis_url)
-    await expire_soon(shop)
     async with running_bff(settings) as a, running_bff(settings) as b:
-        await login(a)
+        await login_with_expired_token(a, shop)
         b.cookies.update(a.cookies)
         await shop.knob("delay_token", count=1, seconds=0.3)  # widen the race window
-        await asyncio.sleep(1.1)
         responses = await asyncio.gather(*(gql(c) for _ in range(25) for c in (a, b)))
     assert [r.status_code for r in responses] == [200] * 50
     assert (await shop.stats())["grants"]["refresh_token"] == 1
 
 
 async def test_invalid_grant_ends_the_session(bff: httpx.AsyncClient, shop: Shop) -> None:
-    await expire_soon(shop)
-    await login(bff)
+    await login_with_expired_token(bff, shop)
     await shop.knob("revoke_refresh_tokens")
-    await asyncio.sleep(1.1)
     response = await gql(bff)
     assert response.status_code == 401
     assert response.json()["error"] == "session_expired"
@@ -232,25 +225,20 @@ async def test_invalid_grant_ends_the_session(bff: httpx.AsyncClient, shop: Shop
 async def test_transient_refresh_failure_keeps_the_session(
     bff: httpx.AsyncClient, shop: Shop, status: int, code: str
 ) -> None:
-    await expire_soon(shop)
-    await login(bff)
-    await asyncio.sleep(1.1)
+    await login_with_expired_token(bff, shop)
     await shop.knob("fail_token", count=1, status=status, retry_after=3)
     failed = await gql(bff)
     assert failed.status_code == 503
     assert failed.json()["error"] == code
-    assert failed.headers["retry-after"]
+    assert failed.headers["retry-after"] == "3"  # Shopify's own, passed on
     assert (await bff.get("/auth/session")).json()["authenticated"] is True
-    await asyncio.sleep(0.1)
     assert (await gql(bff)).status_code == 200  # the kept refresh token still works
 
 
 async def test_refresh_timeout_keeps_the_session(shop: Shop, redis_url: str) -> None:
     settings = make_settings(shop.url, redis_url, bff_upstream_read_timeout=0.5, bff_upstream_connect_timeout=0.5)
-    await expire_soon(shop)
     async with running_bff(settings) as client:
-        await login(client)
-        await asyncio.sleep(1.1)
+        await login_with_expired_token(client, shop)
         await shop.knob("delay_token", count=1, seconds=2)
         failed = await gql(client)
         assert failed.status_code == 504
@@ -303,7 +291,7 @@ async def test_redis_outage_is_503_and_keeps_the_session(shop: Shop) -> None:
                 down = await call
                 assert down.status_code == 503
                 assert down.json()["error"] == "session_store_unavailable"
-                assert down.headers["retry-after"]
+                assert down.headers["retry-after"] == "1"
                 assert "bff_session" not in down.headers.get("set-cookie", "")
             assert (await client.get("/readyz")).status_code == 503
             server.start()
@@ -322,14 +310,16 @@ async def test_redis_failing_right_after_a_refresh_does_not_log_the_customer_out
     server = start_redis(persist=True)
     try:
         settings = make_settings(shop.url, server.url, bff_upstream_connect_timeout=0.5, bff_upstream_read_timeout=1.5)
-        await expire_soon(shop)
         async with running_bff(settings) as client:
-            await login(client)
-            await shop.knob("settings", access_token_ttl=3600)  # only the login's token is short-lived
-            await asyncio.sleep(1.1)
+            await login_with_expired_token(client, shop)
             await shop.knob("delay_token", count=1, seconds=0.8)
+            before = (await shop.stats())["token_requests"]
             pending = asyncio.ensure_future(gql(client))
-            await asyncio.sleep(0.3)
+
+            async def refresh_reached_shopify() -> bool:
+                return bool((await shop.stats())["token_requests"] > before)
+
+            await eventually(refresh_reached_shopify, what="the refresh reached Shopify")
             server.stop()  # while Shopify is answering the refresh
             failed = await pending
             assert failed.status_code == 503

@@ -8,7 +8,6 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -19,6 +18,7 @@ from joserfc.jwk import KeySet, RSAKey
 from mock_shopify import MockConfig, create_app
 from mock_shopify.__main__ import parse_args
 from mock_shopify.keys import KeyRing
+from tests.helpers import Shop, redirect_query
 
 BASE = "https://account.shop.example"
 SHOP_ID = "9876543210"
@@ -77,18 +77,13 @@ def authorize_params(challenge: str | None = None, **overrides: str) -> dict[str
     return {k: v for k, v in (params | overrides).items() if v != ""}
 
 
-def query_of(response: httpx.Response) -> dict[str, str]:
-    assert response.status_code == 302, response.text
-    return {k: v[0] for k, v in parse_qs(urlsplit(response.headers["location"]).query).items()}
-
-
 async def login(client: httpx.AsyncClient, email: str = EMAIL, **overrides: str) -> tuple[str, str]:
     """Sign in on the hosted page; returns (code, verifier)."""
     verifier, challenge = pkce()
     response = await client.post(
         f"{AUTH}/oauth/authorize", data={**authorize_params(challenge, **overrides), "email": email}
     )
-    return query_of(response)["code"], verifier
+    return redirect_query(response)["code"], verifier
 
 
 async def exchange(
@@ -142,13 +137,6 @@ async def gql_data(
 async def default_address_id(client: httpx.AsyncClient, token: str) -> str:
     data = await gql_data(client, token, "{ customer { defaultAddress { id } } }")
     return str(data["customer"]["defaultAddress"]["id"])
-
-
-async def knob(client: httpx.AsyncClient, name: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-    response = await client.post(f"/_mock/{name}", json=body or {})
-    assert response.status_code == 200, response.text
-    result: dict[str, Any] = response.json()
-    return result
 
 
 async def verify_id_token(client: httpx.AsyncClient, id_token: str) -> dict[str, Any]:
@@ -221,7 +209,7 @@ async def test_authorize_errors_redirect_back(
     mock_client: httpx.AsyncClient, overrides: dict[str, str], error: str
 ) -> None:
     params = authorize_params(pkce()[1], **overrides)
-    query = query_of(await mock_client.get(f"{AUTH}/oauth/authorize", params=params))
+    query = redirect_query(await mock_client.get(f"{AUTH}/oauth/authorize", params=params))
     assert query["error"] == error
     assert query.get("state") == params.get("state")
 
@@ -235,7 +223,7 @@ async def test_login_page_then_code(mock_client: httpx.AsyncClient) -> None:
     assert 'id="login-submit">Continue</button>' in page.text
     assert 'name="nonce" value="nonce-456"' in page.text
     response = await mock_client.post(f"{AUTH}/oauth/authorize", data={**params, "email": "grace@example.com"})
-    query = query_of(response)
+    query = redirect_query(response)
     assert response.headers["location"].startswith(REDIRECT + "?")
     assert query["state"] == "state-123" and query["code"]
     assert "httponly" in response.headers["set-cookie"].lower()
@@ -249,19 +237,19 @@ async def test_login_rejects_a_bad_email(mock_client: httpx.AsyncClient) -> None
 
 async def test_prompt_none(mock_client: httpx.AsyncClient) -> None:
     url = f"{AUTH}/oauth/authorize"
-    query = query_of(await mock_client.get(url, params=authorize_params(prompt="none")))
+    query = redirect_query(await mock_client.get(url, params=authorize_params(prompt="none")))
     assert query == {
         "error": "login_required",
         "error_description": "End-User authentication required.",
         "state": "state-123",
     }
     await login(mock_client)
-    assert "code" in query_of(await mock_client.get(url, params=authorize_params(prompt="none")))
+    assert "code" in redirect_query(await mock_client.get(url, params=authorize_params(prompt="none")))
 
 
 async def test_login_hint_mode_submit_skips_the_form(mock_client: httpx.AsyncClient) -> None:
     params = authorize_params(login_hint="grace@example.com", login_hint_mode="submit")
-    assert "code" in query_of(await mock_client.get(f"{AUTH}/oauth/authorize", params=params))
+    assert "code" in redirect_query(await mock_client.get(f"{AUTH}/oauth/authorize", params=params))
 
 
 def test_cli_reads_env_and_flags(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -364,7 +352,7 @@ async def test_code_replay_is_rejected_and_revokes_its_tokens(mock_client: httpx
 
 
 async def test_code_expires(mock_client: httpx.AsyncClient) -> None:
-    await knob(mock_client, "settings", {"code_ttl": 0})
+    await Shop(mock_client).knob("settings", code_ttl=0)
     code, verifier = await login(mock_client)
     response = await exchange(mock_client, code, verifier)
     assert (response.status_code, response.json()["error"]) == (400, "invalid_grant")
@@ -411,9 +399,9 @@ async def test_refresh_rotates(mock_client: httpx.AsyncClient) -> None:
 
 async def test_credential_rotation(mock_client: httpx.AsyncClient) -> None:
     first = await tokens(mock_client)
-    await knob(mock_client, "credentials", {"add": {"client_id": CLIENT_ID, "client_secret": "second-secret"}})
+    await Shop(mock_client).knob("credentials", add={"client_id": CLIENT_ID, "client_secret": "second-secret"})
     assert (await refresh(mock_client, first["refresh_token"], secret=SECRET)).status_code == 200
-    result = await knob(mock_client, "credentials", {"revoke_secret": SECRET})
+    result = await Shop(mock_client).knob("credentials", revoke_secret=SECRET)
     assert result["credentials"] == [
         {"client_id": CLIENT_ID, "revoked": True},
         {"client_id": CLIENT_ID, "revoked": False},
@@ -451,7 +439,7 @@ async def test_id_token_verifies_against_the_jwks(mock_client: httpx.AsyncClient
     ],
 )
 async def test_tampered_id_tokens(mock_client: httpx.AsyncClient, kind: str, check: str) -> None:
-    await knob(mock_client, "tamper_next_id_token", {"kind": kind})
+    await Shop(mock_client).knob("tamper_next_id_token", kind=kind)
     id_token = (await tokens(mock_client))["id_token"]
     if check == "signature":
         with pytest.raises((JoseError, ValueError)):
@@ -469,12 +457,12 @@ async def test_tampered_id_tokens(mock_client: httpx.AsyncClient, kind: str, che
 
 async def test_signing_key_rotation(mock_client: httpx.AsyncClient) -> None:
     old_token = (await tokens(mock_client))["id_token"]
-    kid = (await knob(mock_client, "rotate_signing_key"))["kid"]
+    kid = (await Shop(mock_client).knob("rotate_signing_key"))["kid"]
     new_token = (await tokens(mock_client))["id_token"]
     jwks = KeySet.import_key_set((await mock_client.get(f"{AUTH}/.well-known/jwks.json")).json())
     assert jwt.decode(new_token, jwks).header["kid"] == kid
     await verify_id_token(mock_client, old_token)
-    await knob(mock_client, "rotate_signing_key", {"drop_old": True})
+    await Shop(mock_client).knob("rotate_signing_key", drop_old=True)
     with pytest.raises((JoseError, ValueError)):
         await verify_id_token(mock_client, old_token)
 
@@ -494,14 +482,14 @@ async def test_logout_redirects_and_ends_the_login_session(mock_client: httpx.As
     assert response.headers["location"] == "https://app.example/goodbye?state=s1"
     assert 'mock_shopify_login=""' in response.headers["set-cookie"]
     silent = await mock_client.get(f"{AUTH}/oauth/authorize", params=authorize_params(prompt="none"))
-    assert query_of(silent)["error"] == "login_required"
+    assert redirect_query(silent)["error"] == "login_required"
     assert (await mock_client.get("/_mock/stats")).json()["logouts"] == 1
 
 
 async def test_logout_defaults_to_the_first_logout_uri_and_accepts_expired_hints(
     mock_client: httpx.AsyncClient,
 ) -> None:
-    await knob(mock_client, "tamper_next_id_token", {"kind": "expired"})
+    await Shop(mock_client).knob("tamper_next_id_token", kind="expired")
     id_token = (await tokens(mock_client))["id_token"]
     response = await mock_client.get(f"{AUTH}/logout", params={"id_token_hint": id_token})
     assert (response.status_code, response.headers["location"]) == (302, LOGOUT)
@@ -510,9 +498,9 @@ async def test_logout_defaults_to_the_first_logout_uri_and_accepts_expired_hints
 @pytest.mark.parametrize("case", ["missing_hint", "forged_hint", "wrong_aud_hint", "unregistered_uri"])
 async def test_logout_rejections(mock_client: httpx.AsyncClient, case: str) -> None:
     if case == "wrong_aud_hint":
-        await knob(mock_client, "tamper_next_id_token", {"kind": "wrong_aud"})
+        await Shop(mock_client).knob("tamper_next_id_token", kind="wrong_aud")
     if case == "forged_hint":
-        await knob(mock_client, "tamper_next_id_token", {"kind": "bad_signature"})
+        await Shop(mock_client).knob("tamper_next_id_token", kind="bad_signature")
     params = {"id_token_hint": (await tokens(mock_client))["id_token"], "post_logout_redirect_uri": LOGOUT}
     if case == "missing_hint":
         del params["id_token_hint"]
@@ -718,16 +706,16 @@ async def test_customer_update(mock_client: httpx.AsyncClient) -> None:
 
 async def test_fail_token_shapes_and_counters(mock_client: httpx.AsyncClient) -> None:
     first = await tokens(mock_client)
-    await knob(mock_client, "fail_token", {"count": 1, "status": 429, "retry_after": 7})
+    await Shop(mock_client).knob("fail_token", count=1, status=429, retry_after=7)
     throttled = await refresh(mock_client, first["refresh_token"])
     assert (throttled.status_code, throttled.headers["retry-after"]) == (429, "7")
-    await knob(mock_client, "fail_token", {"count": 1, "status": 401})
+    await Shop(mock_client).knob("fail_token", count=1, status=401)
     transient = await refresh(mock_client, first["refresh_token"])
     assert (transient.status_code, transient.json()) == (
         401,
         {"error": "", "error_description": "Access token request error."},
     )
-    await knob(mock_client, "fail_token", {"count": 2, "status": 503})
+    await Shop(mock_client).knob("fail_token", count=2, status=503)
     for _ in range(2):
         unavailable = await refresh(mock_client, first["refresh_token"])
         assert unavailable.status_code == 503 and unavailable.headers["content-type"].startswith("text/html")
@@ -741,13 +729,13 @@ async def test_fail_token_shapes_and_counters(mock_client: httpx.AsyncClient) ->
 
 async def test_fail_and_delay_graphql(mock_client: httpx.AsyncClient) -> None:
     token = (await tokens(mock_client))["access_token"]
-    await knob(mock_client, "fail_graphql", {"count": 1, "status": 429, "retry_after": 2})
+    await Shop(mock_client).knob("fail_graphql", count=1, status=429, retry_after=2)
     throttled = await gql(mock_client, token, "{ shop { id } }")
     assert throttled.status_code == 429 and throttled.headers["retry-after"] == "2"
     assert throttled.json() == {"errors": [{"message": "Throttled", "extensions": {"code": "THROTTLED"}}]}
-    await knob(mock_client, "fail_graphql", {"count": 1, "status": 500})
+    await Shop(mock_client).knob("fail_graphql", count=1, status=500)
     assert (await gql(mock_client, token, "{ shop { id } }")).json() == {"errors": "An unexpected error occurred"}
-    await knob(mock_client, "delay_graphql", {"count": 1, "seconds": 0.05})
+    await Shop(mock_client).knob("delay_graphql", count=1, seconds=0.05)
     started = time.perf_counter()
     assert (await gql(mock_client, token, "{ shop { id } }")).status_code == 200
     assert time.perf_counter() - started >= 0.05
@@ -760,16 +748,16 @@ async def test_fail_and_delay_graphql(mock_client: httpx.AsyncClient) -> None:
 
 async def test_expire_and_revoke_knobs(mock_client: httpx.AsyncClient) -> None:
     body = await tokens(mock_client)
-    await knob(mock_client, "expire_access_tokens")
+    await Shop(mock_client).knob("expire_access_tokens")
     assert (await gql(mock_client, body["access_token"], "{ shop { id } }")).status_code == 401
-    await knob(mock_client, "revoke_refresh_tokens")
+    await Shop(mock_client).knob("revoke_refresh_tokens")
     assert (await refresh(mock_client, body["refresh_token"])).json()["error"] == "invalid_grant"
 
 
 async def test_settings_and_reset(mock_client: httpx.AsyncClient) -> None:
-    await knob(mock_client, "settings", {"access_token_ttl": 5})
+    await Shop(mock_client).knob("settings", access_token_ttl=5)
     assert (await tokens(mock_client))["expires_in"] == 5
-    await knob(mock_client, "reset")
+    await Shop(mock_client).knob("reset")
     assert (await tokens(mock_client))["expires_in"] == 3600
     assert (await mock_client.get("/_mock/stats")).json()["grants"]["authorization_code"] == 1
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 from collections.abc import Iterator
@@ -10,25 +9,23 @@ from typing import Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 
-from app.logs import configure_logging
-from app.main import create_app
 from devkit.redis_server import free_port
-from tests.conftest import (
-    BFF_URL,
+from tests.helpers import (
     CLIENT_SECRET,
+    CSRF,
+    CUSTOMER_QUERY,
     SESSION_SECRET,
     Shop,
+    configure_logging,
+    gql,
     login,
+    login_with_expired_token,
     make_settings,
     query_of,
     running_bff,
     start_login,
 )
-
-CSRF = {"X-CSRF": "1"}
-QUERY = {"query": "{ customer { id } }"}
 
 
 @pytest.fixture
@@ -41,21 +38,17 @@ def log_lines() -> Iterator[io.StringIO]:
 async def test_logs_are_json_with_request_ids_and_no_secrets(
     shop: Shop, redis_url: str, log_lines: io.StringIO
 ) -> None:
-    app = create_app(make_settings(shop.url, redis_url))
-    configure_logging("info", "json", stream=log_lines)
-    async with LifespanManager(app) as manager:
-        transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url=BFF_URL) as client:
-            authorize_url = await start_login(client)
-            await login(client)
-            await shop.knob("expire_access_tokens")  # a refresh, so refresh tokens move too
-            traced = await client.post("/graphql", json=QUERY, headers={**CSRF, "X-Request-ID": "trace-42"})
-            assert traced.headers["x-request-id"] == "trace-42"
-            assert (await client.get("/healthz")).headers["x-request-id"]
-            bad = await client.get("/healthz", headers={"X-Request-ID": "bad id\nwith newline"})
-            assert bad.headers["x-request-id"] != "bad id\nwith newline"
-            cookie = client.cookies["bff_session"]
-            await client.post("/auth/logout", headers=CSRF)
+    async with running_bff(make_settings(shop.url, redis_url), log_stream=log_lines) as client:
+        authorize_url = await start_login(client)
+        await login(client)
+        await shop.knob("expire_access_tokens")  # a refresh, so refresh tokens move too
+        traced = await gql(client, headers={"X-Request-ID": "trace-42"})
+        assert traced.headers["x-request-id"] == "trace-42"
+        assert (await client.get("/healthz")).headers["x-request-id"]
+        bad = await client.get("/healthz", headers={"X-Request-ID": "bad id\nwith newline"})
+        assert bad.headers["x-request-id"] != "bad id\nwith newline"
+        cookie = client.cookies["bff_session"]
+        await client.post("/auth/logout", headers=CSRF)
 
     stats = await shop.stats()
     secrets = {
@@ -89,11 +82,9 @@ def metric(text: str, name: str, **labels: str) -> float:
 
 
 async def test_metrics_move(bff: httpx.AsyncClient, shop: Shop) -> None:
-    await shop.knob("settings", access_token_ttl=1)
-    await login(bff)
-    await asyncio.sleep(1.1)
-    assert (await bff.post("/graphql", json=QUERY, headers=CSRF)).status_code == 200
-    await bff.post("/graphql", json=QUERY)  # refused: no CSRF header
+    await login_with_expired_token(bff, shop)
+    assert (await gql(bff)).status_code == 200
+    await bff.post("/graphql", json=CUSTOMER_QUERY)  # refused: no CSRF header
     await bff.post("/auth/logout", headers=CSRF)
     text = (await bff.get("/metrics")).text
     assert metric(text, "bff_logins_total", outcome="redirected") == 1

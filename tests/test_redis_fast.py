@@ -9,8 +9,8 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
-from app.redis_fast import ScriptRunner, supports
 from devkit.redis_server import start_redis
+from tests.helpers import ScriptRunner, supports
 
 ECHO = "return {ARGV[1], redis.call('GET', KEYS[1])}"
 
@@ -62,13 +62,13 @@ async def test_a_stuck_redis_fails_calls_then_recovers(redis_client: aioredis.Re
     runner = ScriptRunner(redis_url, ECHO, timeout=0.4)
     try:
         await runner(keys=["fast:k"], args=["warm"])
-        await redis_client.execute_command("CLIENT", "PAUSE", "1500", "ALL")
+        await redis_client.client_pause(1500, all=True)  # the pause's own end is only a safety net
         with pytest.raises(RedisConnectionError):
             await runner(keys=["fast:k"], args=["stuck"])
-        await asyncio.sleep(1.3)
+        await redis_client.client_unpause()  # Redis is back now, not when the pause runs out
         assert (await runner(keys=["fast:k"], args=["back"]))[0] == b"back"
     finally:
-        await redis_client.execute_command("CLIENT", "UNPAUSE")
+        await redis_client.client_unpause()
         await runner.aclose()
 
 

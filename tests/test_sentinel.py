@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from devkit.redis_server import RedisSentinel, start_sentinel
-from tests.conftest import Shop, login, make_settings, running_bff
+from tests.helpers import Shop, gql, login_with_expired_token, make_settings, running_bff
 
 pytestmark = pytest.mark.slow
 
@@ -27,15 +27,10 @@ def sentinel() -> Iterator[RedisSentinel]:
 
 async def test_login_proxy_refresh_and_limits_through_sentinel(shop: Shop, sentinel: RedisSentinel) -> None:
     settings = make_settings(shop.url, sentinel.url, bff_rate_limit_login="3/minute")
-    await shop.knob("settings", access_token_ttl=1)
     async with running_bff(settings, client_ip="192.0.2.88") as client:
-        await login(client)
+        await login_with_expired_token(client, shop)
         assert (await client.get("/auth/session")).json()["authenticated"] is True
-        await asyncio.sleep(1.1)
-        query = {"query": "{ customer { id } }"}
-        responses = await asyncio.gather(
-            *(client.post("/graphql", json=query, headers={"X-CSRF": "1"}) for _ in range(10))
-        )
+        responses = await asyncio.gather(*(gql(client) for _ in range(10)))
         assert [r.status_code for r in responses] == [200] * 10
         assert (await shop.stats())["grants"]["refresh_token"] == 1
         assert (await client.get("/readyz")).status_code == 200

@@ -21,13 +21,11 @@ import pytest
 import redis
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
-from app.config import load_settings
-from app.main import create_app
 from devkit.demo_server import DEMO_DIR, DemoHandler
 from devkit.redis_server import free_port, wait_port
 from mock_shopify.app import create_app as create_mock_app
 from mock_shopify.config import MockConfig
-from tests.conftest import CLIENT_ID, CLIENT_SECRET, SESSION_SECRET, ServerThread
+from tests.helpers import CLIENT_ID, CLIENT_SECRET, CSRF, SESSION_SECRET, ServerThread, create_app, load_settings
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # No network beyond loopback: no component updates, sync, field trials or QUIC probes.
@@ -41,14 +39,6 @@ CHROMIUM_ARGS = [
     "--disable-quic",
 ]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "e2e"
-
-
-class LifespanServerThread(ServerThread):
-    """ServerThread, but running the app's lifespan: the BFF opens its Redis pool and HTTP clients there."""
-
-    def __init__(self, app: Any, port: int) -> None:
-        super().__init__(app, port)
-        self.server.config.lifespan = "on"  # read when the server starts, so setting it here is enough
 
 
 class DemoServer:
@@ -113,7 +103,8 @@ def running_stack(redis_url: str) -> Iterator[Stack]:
         redis_url=redis_url,
     )
     shop = ServerThread(create_mock_app(mock_config), shop_port).start()
-    bff = LifespanServerThread(create_app(settings), bff_port).start()
+    # With its lifespan: the BFF opens its Redis pool and HTTP clients there.
+    bff = ServerThread(create_app(settings), bff_port, lifespan=True).start()
     demo = DemoServer(demo_port, bff_url).start()
     try:
         with httpx.Client(headers={"User-Agent": "e2e-tests"}, timeout=5) as http:
@@ -162,7 +153,7 @@ def context(browser: Browser, running_stack: Stack) -> Iterator[BrowserContext]:
     finally:
         # Sign out through the BFF, so no session outlives the test in the Redis the rest of the suite shares.
         logout = f"{running_stack.bff_url}/auth/logout"
-        context.request.post(logout, headers={"X-CSRF": "1", "Accept": "application/json"}, max_redirects=0)
+        context.request.post(logout, headers={**CSRF, "Accept": "application/json"}, max_redirects=0)
         context.close()
 
 
