@@ -67,7 +67,7 @@ async def test_logs_are_json_with_request_ids_and_no_secrets(
 
     records = [json.loads(line) for line in text.splitlines() if line.strip()]
     requests = [r for r in records if r["event"] == "request"]
-    assert {r["path"] for r in requests} >= {"/auth/login", "/auth/callback", "/graphql", "/auth/logout"}
+    assert {r["path"] for r in requests} == {"/auth/login", "/auth/callback", "/graphql", "/healthz", "/auth/logout"}
     assert all(r["request_id"] and r["status"] and "duration_ms" in r for r in requests)
     assert any(r["request_id"] == "trace-42" and r["path"] == "/graphql" and r["status"] == 200 for r in requests)
 
