@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import Counter
 from dataclasses import dataclass
 
@@ -59,6 +60,17 @@ async def _watch(redis: Redis, seen: Counter[tuple[str, str]]) -> None:
             seen[("lua" if command["client_type"] == "lua" else "tcp", name)] += 1
 
 
+async def _until_monitored(redis: Redis, seen: Counter[tuple[str, str]], *, timeout: float = 5.0) -> None:
+    """Send ECHOs until MONITOR shows one: it is attached, and has counted every command sent before."""
+    deadline = time.monotonic() + timeout
+    target = seen[("tcp", "echo")] + 1
+    while seen[("tcp", "echo")] < target:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"MONITOR showed no ECHO within {timeout}s")
+        await redis.echo("bench: in step with MONITOR")
+        await asyncio.sleep(0.01)
+
+
 async def _post_many(url: str, cookie: str, count: int, concurrency: int) -> int:
     """POST `count` /graphql requests, `concurrency` at a time; the number that did not answer 200."""
     headers = {"Cookie": cookie, "X-CSRF": "1", "Content-Type": "application/json"}
@@ -84,18 +96,18 @@ async def command_usage(redis_url: str, graphql_url: str, cookie: str, *, reques
     try:
         seen: Counter[tuple[str, str]] = Counter()
         watcher = asyncio.create_task(_watch(redis, seen))
-        await asyncio.sleep(0.2)  # MONITOR is attached before the first counted request
+        await _until_monitored(redis, seen)  # attached before the first counted request
         before = await _commandstats(redis)
         failed = await _post_many(graphql_url, cookie, requests, 8)
         after = await _commandstats(redis)
-        await asyncio.sleep(0.2)  # let MONITOR drain
+        await _until_monitored(redis, seen)  # drained: every counted request's commands are in `seen`
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
     finally:
         await redis.aclose()
-    # Our own bookkeeping (INFO, MONITOR) is not the BFF's.
-    ours = {"info", "monitor"}
+    # Our own bookkeeping (INFO, MONITOR, the ECHOs that keep in step with it) is not the BFF's.
+    ours = {"info", "monitor", "echo"}
     delta = {name: (after[name] - before[name]) / requests for name in after if name not in ours}
     return CommandUsage(
         requests=requests,
