@@ -16,12 +16,9 @@ ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY app ./app
-COPY mock_shopify ./mock_shopify
 # A non-editable install builds a wheel and installs it (compiled .pyc included), so nothing here runs from /src.
+# The wheel holds app/ only: the Shopify stand-in never reaches the runtime image.
 RUN pip install .
-
-FROM build AS build-dev
-RUN pip install ".[mock]"
 
 # --- what runs: the slim base, the venv, an unprivileged user ---
 FROM base AS runtime-base
@@ -44,8 +41,11 @@ HEALTHCHECK --interval=15s --timeout=5s --start-period=10s --retries=3 \
 STOPSIGNAL SIGTERM
 CMD ["python", "-m", "app", "serve"]
 
+# The runtime image plus the stand-in's source (its imports are all runtime dependencies already).
 FROM runtime-base AS dev
-COPY --from=build-dev /opt/venv /opt/venv
+COPY --from=build /opt/venv /opt/venv
+COPY mock_shopify /opt/standin/mock_shopify
+ENV PYTHONPATH=/opt/standin
 
 FROM runtime-base AS runtime
 COPY --from=build /opt/venv /opt/venv

@@ -71,22 +71,22 @@ def _exit_cleanly(signum: int, frame: object) -> None:
 
 async def _end_sessions(sub: str) -> int:
     from app.config import load_settings
-    from app.main import redis_from, token_cipher
-    from app.redis_client import close_redis
-    from app.sessions import SessionStore
+    from app.crypto import TokenCipher
+    from app.store.connections import RedisConnections
+    from app.store.sessions import SessionStore
 
     settings = load_settings()
-    redis = redis_from(settings)
+    redis = RedisConnections(settings.redis_url, max_connections=4)
     try:
         store = SessionStore(
             redis,
-            token_cipher(settings),
+            TokenCipher(settings.token_keys),
             idle_timeout=settings.bff_session_idle_timeout,
             absolute_lifetime=settings.bff_session_absolute_lifetime,
         )
         return await store.end_all(sub)
     finally:
-        await close_redis(redis)
+        await redis.aclose()
 
 
 if __name__ == "__main__":

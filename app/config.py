@@ -6,43 +6,23 @@ import base64
 import binascii
 import ipaddress
 import re
-from functools import cached_property
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+from app.crypto import derive_key
+from app.store.rate_limits import Rate
+from app.urls import Origin, is_loopback
+
 PLACEHOLDERS = ("changeme", "changethis", "replace-me", "secret", "xxx", "placeholder", "example")
 API_VERSION = re.compile(r"^(\d{4}-(01|04|07|10)|unstable)$")
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class ConfigError(Exception):
     """Raised at startup when a setting is missing or unsafe; the message names the variable."""
-
-
-def is_loopback(host: str | None) -> bool:
-    if not host:
-        return False
-    if host in LOOPBACK_HOSTS:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def origin_of(url: str) -> str:
-    """`scheme://host[:port]` of an absolute URL, lower-cased, default ports dropped."""
-    parts = urlsplit(url)
-    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
-    if ":" in host:
-        host = f"[{host}]"
-    port = parts.port
-    if port is None or (scheme, port) in {("https", 443), ("http", 80)}:
-        return f"{scheme}://{host}"
-    return f"{scheme}://{host}:{port}"
 
 
 def _check_web_url(name: str, url: str, *, dev_mode: bool, origin_only: bool = False) -> str:
@@ -66,6 +46,48 @@ def _check_secret(name: str, value: str, *, dev_mode: bool, min_length: int = 32
         raise ValueError(f"{name} must be at least {min_length} characters (use `openssl rand -hex 32`)")
     if any(p in lowered for p in PLACEHOLDERS) or len(set(value)) < 8:
         raise ValueError(f"{name} looks like a placeholder; generate a random value (`openssl rand -hex 32`)")
+
+
+def _shop_origin(raw: str) -> Origin:
+    raw = raw.strip().rstrip("/")
+    if "://" not in raw:
+        if not re.fullmatch(r"[A-Za-z0-9.-]+\.[A-Za-z]{2,}", raw):
+            raise ValueError(f"SHOPIFY_SHOP_DOMAIN must be a domain like example.myshopify.com, got {raw!r}")
+        return Origin(f"https://{raw.lower()}")
+    parts = urlsplit(raw)
+    if (
+        parts.path == ""
+        and parts.hostname
+        and (parts.scheme == "https" or (parts.scheme == "http" and is_loopback(parts.hostname)))
+    ):
+        return Origin.of(raw)
+    raise ValueError(
+        "SHOPIFY_SHOP_DOMAIN must be a bare domain (https implied); an http://host:port origin is "
+        f"accepted only for a loopback stand-in, got {raw!r}"
+    )
+
+
+def _encryption_keys(raw: str) -> tuple[bytes, ...]:
+    keys = []
+    for item in raw.split(","):
+        try:
+            key = base64.urlsafe_b64decode(item.strip() + "=" * (-len(item.strip()) % 4))
+        except (binascii.Error, ValueError):
+            key = b""
+        if len(key) != 32:
+            raise ValueError(
+                "BFF_TOKEN_ENCRYPTION_KEYS must be comma-separated base64url 32-byte keys "
+                "(python -c 'import os,base64;print(base64.urlsafe_b64encode(os.urandom(32)).decode())')"
+            )
+        keys.append(key)
+    return tuple(keys)
+
+
+def _rate(name: str, value: str) -> Rate:
+    try:
+        return Rate.parse(value)
+    except ValueError:
+        raise ValueError(f"{name} must look like `30/minute` or `5/second`, got {value!r}") from None
 
 
 class Settings(BaseSettings):
@@ -109,33 +131,21 @@ class Settings(BaseSettings):
     bff_log_format: Literal["json", "console"] = "json"
     bff_redis_max_connections: int = Field(default=200, ge=2)
 
+    # Parsed once, by `_parse` below, into the typed values the app uses; read through the properties.
+    _shop_origin: Origin = PrivateAttr()
+    _allowed_origins: tuple[Origin, ...] = PrivateAttr()
+    _trusted_origins: frozenset[Origin] = PrivateAttr()
+    _session_keys: tuple[bytes, ...] = PrivateAttr()
+    _token_keys: tuple[bytes, ...] = PrivateAttr()
+    _trusted_proxies: tuple[IPNetwork, ...] = PrivateAttr()
+    _login_rate: Rate = PrivateAttr()
+    _graphql_rate: Rate = PrivateAttr()
+
     @field_validator("bff_allowed_origins", "bff_trusted_proxies", mode="before")
     @classmethod
     def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(o.strip().rstrip("/") for o in value.split(",") if o.strip())
-        return value
-
-    @field_validator("bff_trusted_proxies")
-    @classmethod
-    def _proxies(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for entry in value:
-            try:
-                ipaddress.ip_network(entry, strict=False)
-            except ValueError:
-                raise ValueError(f"BFF_TRUSTED_PROXIES entries must be IPs or CIDRs, got {entry!r}") from None
-        return value
-
-    @field_validator("bff_rate_limit_login", "bff_rate_limit_graphql")
-    @classmethod
-    def _rate(cls, value: str, info: ValidationInfo) -> str:
-        from limits import parse
-
-        try:
-            parse(value)
-        except ValueError:
-            name = str(info.field_name).upper()
-            raise ValueError(f"{name} must look like `30/minute` or `5/second`, got {value!r}") from None
         return value
 
     @field_validator("redis_url")
@@ -161,9 +171,10 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _check_urls_and_secrets(self) -> Settings:
+    def _parse(self) -> Settings:
+        """Check every setting that depends on another, and parse the compound ones into typed values."""
         dev = self.bff_dev_mode
-        self._shop_origin_or_raise()
+        self._shop_origin = _shop_origin(self.shopify_shop_domain)
         _check_web_url("BFF_PUBLIC_URL", self.bff_public_url, dev_mode=dev)
         if urlsplit(self.bff_public_url).query:
             raise ValueError("BFF_PUBLIC_URL must not carry a query string")
@@ -172,89 +183,93 @@ class Settings(BaseSettings):
             if "*" in origin:
                 raise ValueError("BFF_ALLOWED_ORIGINS must list exact origins; wildcards are refused")
             _check_web_url("BFF_ALLOWED_ORIGINS", origin, dev_mode=dev, origin_only=True)
-        for secret in self.session_secrets:
-            _check_secret("BFF_SESSION_SECRET", secret, dev_mode=dev)
-        if not self.session_secrets:
+        self._allowed_origins = tuple(Origin.of(o) for o in self.bff_allowed_origins)
+        self._trusted_origins = frozenset({Origin.of(self.bff_public_url), *self._allowed_origins})
+
+        secrets = [s.strip() for s in self.bff_session_secret.get_secret_value().split(",") if s.strip()]
+        if not secrets:
             raise ValueError("BFF_SESSION_SECRET must be set (openssl rand -hex 32)")
+        for secret in secrets:
+            _check_secret("BFF_SESSION_SECRET", secret, dev_mode=dev)
+        self._session_keys = tuple(s.encode() for s in secrets)
+        if self.bff_token_encryption_keys is not None:
+            self._token_keys = _encryption_keys(self.bff_token_encryption_keys.get_secret_value())
+        else:
+            self._token_keys = tuple(derive_key(s) for s in secrets)
         if not self.shopify_client_secret.get_secret_value():
             raise ValueError("SHOPIFY_CLIENT_SECRET must be set (Customer Account API settings → Credentials)")
         if self.shopify_previous_client_id and not self.shopify_previous_client_secret:
             raise ValueError("SHOPIFY_PREVIOUS_CLIENT_ID is set but SHOPIFY_PREVIOUS_CLIENT_SECRET is not")
-        self.token_encryption_keys  # noqa: B018 - validates BFF_TOKEN_ENCRYPTION_KEYS early
+
+        proxies = []
+        for entry in self.bff_trusted_proxies:
+            try:
+                proxies.append(ipaddress.ip_network(entry, strict=False))
+            except ValueError:
+                raise ValueError(f"BFF_TRUSTED_PROXIES entries must be IPs or CIDRs, got {entry!r}") from None
+        self._trusted_proxies = tuple(proxies)
+        self._login_rate = _rate("BFF_RATE_LIMIT_LOGIN", self.bff_rate_limit_login)
+        self._graphql_rate = _rate("BFF_RATE_LIMIT_GRAPHQL", self.bff_rate_limit_graphql)
         if self.bff_session_absolute_lifetime < self.bff_session_idle_timeout:
             raise ValueError("BFF_SESSION_ABSOLUTE_LIFETIME must be at least BFF_SESSION_IDLE_TIMEOUT")
         return self
 
-    def _shop_origin_or_raise(self) -> str:
-        raw = self.shopify_shop_domain.strip().rstrip("/")
-        if "://" not in raw:
-            if not re.fullmatch(r"[A-Za-z0-9.-]+\.[A-Za-z]{2,}", raw):
-                raise ValueError(f"SHOPIFY_SHOP_DOMAIN must be a domain like example.myshopify.com, got {raw!r}")
-            return f"https://{raw.lower()}"
-        parts = urlsplit(raw)
-        if parts.scheme == "https" and parts.hostname and parts.path == "":
-            return origin_of(raw)
-        if parts.scheme == "http" and is_loopback(parts.hostname) and parts.path == "":
-            return origin_of(raw)
-        raise ValueError(
-            "SHOPIFY_SHOP_DOMAIN must be a bare domain (https implied); an http://host:port origin is "
-            f"accepted only for a loopback stand-in, got {raw!r}"
-        )
+    @property
+    def shop_origin(self) -> Origin:
+        return self._shop_origin
 
-    @cached_property
-    def session_secrets(self) -> tuple[str, ...]:
+    @property
+    def allowed_origins(self) -> tuple[Origin, ...]:
+        """Storefront origins (BFF_ALLOWED_ORIGINS), in the order given."""
+        return self._allowed_origins
+
+    @property
+    def trusted_origins(self) -> frozenset[Origin]:
+        """Origins allowed to call us with credentials, and to be sent back to after login."""
+        return self._trusted_origins
+
+    @property
+    def session_keys(self) -> tuple[bytes, ...]:
         """Cookie signing keys, newest first: sign with the first, accept any."""
-        raw = self.bff_session_secret.get_secret_value()
-        return tuple(s.strip() for s in raw.split(",") if s.strip())
+        return self._session_keys
 
-    @cached_property
-    def token_encryption_keys(self) -> tuple[bytes, ...]:
-        """AES-256 keys for tokens at rest, newest first; derived from the session secrets when unset."""
-        if self.bff_token_encryption_keys is None:
-            return ()
-        keys = []
-        for item in self.bff_token_encryption_keys.get_secret_value().split(","):
-            try:
-                key = base64.urlsafe_b64decode(item.strip() + "=" * (-len(item.strip()) % 4))
-            except (binascii.Error, ValueError):
-                key = b""
-            if len(key) != 32:
-                raise ValueError(
-                    "BFF_TOKEN_ENCRYPTION_KEYS must be comma-separated base64url 32-byte keys "
-                    "(python -c 'import os,base64;print(base64.urlsafe_b64encode(os.urandom(32)).decode())')"
-                )
-            keys.append(key)
-        return tuple(keys)
+    @property
+    def token_keys(self) -> tuple[bytes, ...]:
+        """AES-256 keys for tokens at rest, newest first (derived from the session secrets when unset)."""
+        return self._token_keys
 
-    @cached_property
-    def shop_origin(self) -> str:
-        return self._shop_origin_or_raise()
+    @property
+    def trusted_proxies(self) -> tuple[IPNetwork, ...]:
+        return self._trusted_proxies
 
-    @cached_property
+    @property
+    def login_rate(self) -> Rate:
+        return self._login_rate
+
+    @property
+    def graphql_rate(self) -> Rate:
+        return self._graphql_rate
+
+    @property
     def public_url(self) -> str:
         return self.bff_public_url.rstrip("/")
 
-    @cached_property
-    def public_origin(self) -> str:
-        return origin_of(self.bff_public_url)
+    @property
+    def public_origin(self) -> Origin:
+        return Origin.of(self.bff_public_url)
 
-    @cached_property
+    @property
     def redirect_uri(self) -> str:
         return f"{self.public_url}/auth/callback"
 
-    @cached_property
+    @property
     def secure_cookies(self) -> bool:
         return self.public_url.startswith("https://")
 
-    @cached_property
-    def trusted_origins(self) -> frozenset[str]:
-        """Origins allowed to call us with credentials, and to be sent back to after login."""
-        return frozenset({self.public_origin, *(origin_of(o) for o in self.bff_allowed_origins)})
-
-    @cached_property
+    @property
     def default_return_to(self) -> str:
-        first = self.bff_allowed_origins[0] if self.bff_allowed_origins else self.public_url
-        return origin_of(first) + "/"
+        """Where a login returns without `return_to`: the first storefront origin, else our own."""
+        return (self._allowed_origins[0] if self._allowed_origins else self.public_origin) + "/"
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -5,33 +5,32 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-import httpx
-
 from app.config import ConfigError, Settings, load_settings
-from app.discovery import Discovery
 from app.errors import BFFError
-from app.redis_client import close_redis, redis_from_url
+from app.shopify.discovery import Discovery
+from app.shopify.http import auth_http_client, get_json
+from app.store.connections import RedisConnections
 
 Printer = Callable[[str], None]
 
 
 async def _check_redis(settings: Settings, say: Printer) -> bool:
-    client = redis_from_url(settings.redis_url)
+    redis = RedisConnections(settings.redis_url, max_connections=2)
     where = settings.redis_url.split("@")[-1]  # never print a password
     try:
-        await client.ping()
+        await redis.client.ping()
         say(f"ok    Redis answers at {where}")
         return True
     except Exception as exc:
         say(f"FAIL  Redis at {where} does not answer ({type(exc).__name__}); check REDIS_URL")
         return False
     finally:
-        await close_redis(client)
+        await redis.aclose()
 
 
 async def _check_shop(settings: Settings, say: Printer) -> bool:
     ok = True
-    async with httpx.AsyncClient(timeout=10, headers={"User-Agent": settings.bff_user_agent}) as http:
+    async with auth_http_client(user_agent=settings.bff_user_agent, connect_timeout=10, read_timeout=10) as http:
         discovery = Discovery(http, shop_origin=settings.shop_origin, api_version=settings.shopify_api_version, ttl=0)
         try:
             endpoints = await discovery.endpoints()
@@ -42,7 +41,7 @@ async def _check_shop(settings: Settings, say: Printer) -> bool:
         say(f"ok    discovery at {settings.shop_origin}: issuer {endpoints.issuer}")
         say(f"ok    GraphQL endpoint {endpoints.graphql_url}")
         say(f"ok    {len(keys.keys)} ID-token signing key(s) at {endpoints.jwks_uri}")
-        oidc = (await http.get(f"{settings.shop_origin}/.well-known/openid-configuration")).json()
+        oidc = await get_json(http, f"{settings.shop_origin}/.well-known/openid-configuration", "OpenID configuration")
         methods = oidc.get("token_endpoint_auth_methods_supported") or []
         if methods and "client_secret_basic" not in methods:
             say("FAIL  the shop does not accept client_secret_basic at its token endpoint")

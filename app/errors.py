@@ -1,88 +1,312 @@
-"""The one error type the BFF raises, and the one handler that renders it.
+"""The error catalog: every code the BFF answers with, its HTTP status and what it means.
 
-    BFFError(status, code)
-     ├── 400 invalid_request, invalid_json, invalid_return_to, invalid_state, ...
-     ├── 401 not_authenticated, session_expired
-     ├── 403 csrf_failed, origin_not_allowed
-     ├── 413 body_too_large
-     ├── 502 upstream_error, token_endpoint_error, discovery_failed
-     ├── 503 session_store_unavailable, token_endpoint_unavailable
-     └── 504 upstream_timeout, token_endpoint_timeout
+Each code is one class; raising sites pick the class, and `render` turns any of them into the one body
+shape, `{"error": code, "detail": text}`, for the FastAPI routes and the raw `/graphql` path alike.
+`catalog()` lists the codes, and a test holds the README's error table to it.
 
-Every response body is `{"error": code, "detail": text}`; nothing upstream sends is echoed, since it may
-carry tokens.
+    BFFError
+     ├── 400  InvalidRequest, InvalidJSON, InvalidReturnTo, InvalidState, StateMismatch, CodeRejected,
+     │        InvalidIdToken, LoginRequired, AccessDenied, AuthorizationFailed, QueryTooDeep,
+     │        ClientDisconnected
+     ├── 401  NotAuthenticated, SessionExpired (also InvalidGrant: Shopify ended the session)
+     ├── 403  CsrfFailed, OriginNotAllowed, OperationNotAllowed
+     ├── 404  NotFound          405  MethodNotAllowed        413  BodyTooLarge        429  RateLimited
+     ├── 500  InternalError
+     ├── 502  UpstreamUnavailable, TokenEndpointError, InvalidClient, DiscoveryFailed
+     ├── 503  SessionStoreUnavailable, TokenEndpointUnavailable, TokenEndpointThrottled
+     └── 504  UpstreamTimeout, TokenEndpointTimeout, DiscoveryTimeout, RefreshTimeout
+
+Nothing Shopify sends is echoed in a detail, since it may carry tokens.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+from typing import ClassVar
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import JSONResponse, Response
+from starlette.types import Send
 
 log = logging.getLogger("bff.errors")
 
-NO_STORE = {"Cache-Control": "no-store"}
+Headers = list[tuple[bytes, bytes]]
 
 
 class BFFError(Exception):
-    """An error with an HTTP status and a stable machine-readable code."""
+    """An error with an HTTP status and a stable machine-readable code; subclasses are the catalog."""
 
-    def __init__(self, status: int, code: str, detail: str = "", *, headers: dict[str, str] | None = None) -> None:
-        super().__init__(f"{status} {code}: {detail}")
-        self.status = status
-        self.code = code
-        self.detail = detail
-        self.headers = headers or {}
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+    retry_after: ClassVar[int | None] = None
+
+    def __init__(self, detail: str | None = None, *, headers: dict[str, str] | None = None) -> None:
+        self.detail = detail if detail is not None else _meaning(type(self))
+        self.headers = dict(headers or {})
+        if self.retry_after is not None:
+            self.headers.setdefault("Retry-After", str(self.retry_after))
+        super().__init__(f"{self.status} {self.code}: {self.detail}")
+
+
+def _meaning(cls: type[BFFError]) -> str:
+    return (cls.__doc__ or "").strip().splitlines()[0]
+
+
+# --- 400 ------------------------------------------------------------------------------------------
+
+
+class InvalidRequest(BFFError):
+    """A parameter or the body is missing or malformed."""
+
+    status, code = 400, "invalid_request"
+
+
+class InvalidJSON(BFFError):
+    """The body is not JSON."""
+
+    status, code = 400, "invalid_json"
+
+
+class InvalidReturnTo(BFFError):
+    """`return_to` is not a path or a URL on an allowed origin."""
+
+    status, code = 400, "invalid_return_to"
+
+
+class InvalidState(BFFError):
+    """The login state is missing, malformed, unknown, expired or already used."""
+
+    status, code = 400, "invalid_state"
+
+
+class StateMismatch(BFFError):
+    """The login was started in another browser."""
+
+    status, code = 400, "state_mismatch"
+
+
+class CodeRejected(BFFError):
+    """Shopify rejected the authorization code (used or expired)."""
+
+    status, code = 400, "code_rejected"
+
+
+class InvalidIdToken(BFFError):
+    """The ID token failed verification (signature, issuer, audience, expiry or nonce)."""
+
+    status, code = 400, "invalid_id_token"
+
+
+class LoginRequired(BFFError):
+    """`prompt=none` found no session at the shop: the customer must sign in."""
+
+    status, code = 400, "login_required"
+
+
+class AccessDenied(BFFError):
+    """The customer or the shop refused the login."""
+
+    status, code = 400, "access_denied"
+
+
+class AuthorizationFailed(BFFError):
+    """Shopify ended the login with another error."""
+
+    status, code = 400, "authorization_failed"
+
+
+class QueryTooDeep(BFFError):
+    """The GraphQL document nests deeper than BFF_GRAPHQL_MAX_DEPTH."""
+
+    status, code = 400, "query_too_deep"
+
+
+class ClientDisconnected(BFFError):
+    """The client went away before its body arrived."""
+
+    status, code = 400, "client_disconnected"
+
+
+# --- 401, 403 -------------------------------------------------------------------------------------
+
+
+class NotAuthenticated(BFFError):
+    """No valid session cookie: log in first."""
+
+    status, code = 401, "not_authenticated"
+
+
+class SessionExpired(BFFError):
+    """The session has ended (idle, absolute lifetime, logout or revoked at Shopify); log in again."""
+
+    status, code = 401, "session_expired"
+
+
+class InvalidGrant(SessionExpired):
+    """The customer's Shopify session has ended; log in again."""
+
+
+class CsrfFailed(BFFError):
+    """The request lacks CSRF proof (`X-CSRF: 1`) or comes from an origin that is not allowed."""
+
+    status, code = 403, "csrf_failed"
+
+
+class OriginNotAllowed(BFFError):
+    """A CORS preflight from an origin, method or header that is not allowed."""
+
+    status, code = 403, "origin_not_allowed"
+
+
+class OperationNotAllowed(BFFError):
+    """The GraphQL document is not on the allowlist."""
+
+    status, code = 403, "operation_not_allowed"
+
+
+# --- other 4xx ------------------------------------------------------------------------------------
+
+
+class NotFound(BFFError):
+    """No such endpoint."""
+
+    status, code = 404, "not_found"
+
+
+class MethodNotAllowed(BFFError):
+    """The endpoint exists but not for this method."""
+
+    status, code = 405, "method_not_allowed"
+
+
+class BodyTooLarge(BFFError):
+    """The body is over the size limit."""
+
+    status, code = 413, "body_too_large"
+
+
+class RateLimited(BFFError):
+    """Too many requests from this address or session; see Retry-After."""
+
+    status, code = 429, "rate_limited"
+
+
+# --- 5xx ------------------------------------------------------------------------------------------
+
+
+class InternalError(BFFError):
+    """An unexpected error; it is logged with the request id."""
+
+    status, code = 500, "internal_error"
+
+
+class UpstreamUnavailable(BFFError):
+    """The Customer Account API is unreachable."""
+
+    status, code, retry_after = 502, "upstream_unavailable", 2
+
+
+class TokenEndpointError(BFFError):
+    """Shopify's token endpoint answered something unusable."""
+
+    status, code = 502, "token_endpoint_error"
+
+
+class InvalidClient(BFFError):
+    """Shopify refused the BFF's client credentials (SHOPIFY_CLIENT_ID / SHOPIFY_CLIENT_SECRET)."""
+
+    status, code = 502, "invalid_client"
+
+
+class DiscoveryFailed(BFFError):
+    """The shop's discovery documents or JWKS could not be fetched or read."""
+
+    status, code = 502, "discovery_failed"
 
 
 class SessionStoreUnavailable(BFFError):
-    """Redis did not answer; the session is intact, the customer must not be logged out."""
+    """The session store (Redis) is temporarily unavailable; the session is kept, retry shortly."""
 
-    def __init__(self) -> None:
-        super().__init__(
-            503,
-            "session_store_unavailable",
-            "The session store is temporarily unavailable; retry shortly.",
-            headers={"Retry-After": "1"},
-        )
+    status, code, retry_after = 503, "session_store_unavailable", 1
 
 
-def error_response(status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> Response:
-    return JSONResponse({"error": code, "detail": detail}, status, headers={**NO_STORE, **(headers or {})})
+class TokenEndpointUnavailable(BFFError):
+    """Shopify's token endpoint is unreachable or failing; the session is kept."""
+
+    status, code, retry_after = 503, "token_endpoint_unavailable", 2
 
 
-async def _bff_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, BFFError)
-    services = getattr(request.app.state, "services", None)
-    if services is not None:
-        services.metrics.count_rejection(exc.code)
-    if exc.status >= 500:
-        log.warning("request failed: %s %s", exc.status, exc.code)
-    return error_response(exc.status, exc.code, exc.detail, exc.headers)
+class TokenEndpointThrottled(BFFError):
+    """Shopify throttled the token request; the session is kept."""
+
+    status, code, retry_after = 503, "token_endpoint_throttled", 2
 
 
-async def _http_error(_: Request, exc: Exception) -> Response:
-    assert isinstance(exc, StarletteHTTPException)
-    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    return error_response(exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
+class UpstreamTimeout(BFFError):
+    """The Customer Account API timed out."""
+
+    status, code = 504, "upstream_timeout"
 
 
-async def _validation_error(_: Request, exc: Exception) -> Response:
-    assert isinstance(exc, RequestValidationError)
-    fields = ", ".join(".".join(str(p) for p in e["loc"]) for e in exc.errors())
-    return error_response(400, "invalid_request", f"Invalid or missing parameters: {fields}")
+class TokenEndpointTimeout(BFFError):
+    """Shopify's token endpoint timed out; the session is kept."""
+
+    status, code, retry_after = 504, "token_endpoint_timeout", 2
 
 
-async def _unexpected(_: Request, exc: Exception) -> Response:
-    log.error("unhandled error: %s", type(exc).__name__, exc_info=exc)
-    return error_response(500, "internal_error", "An unexpected error occurred.")
+class DiscoveryTimeout(BFFError):
+    """The shop's discovery documents timed out."""
+
+    status, code = 504, "discovery_timeout"
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(BFFError, _bff_error)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(Exception, _unexpected)
+class RefreshTimeout(BFFError):
+    """Waiting for another process's token refresh timed out; the session is kept."""
+
+    status, code, retry_after = 504, "refresh_timeout", 2
+
+
+# --- the catalog and the one renderer -------------------------------------------------------------
+
+
+def _all(cls: type[BFFError]) -> list[type[BFFError]]:
+    """Every subclass of `cls`, depth first: the catalog (BFFError itself is only their base)."""
+    return [sub for child in cls.__subclasses__() for sub in (child, *_all(child))]
+
+
+def catalog() -> dict[str, tuple[int, str]]:
+    """Every code: (HTTP status, one line of meaning)."""
+    found: dict[str, tuple[int, str]] = {}
+    for cls in _all(BFFError):
+        found.setdefault(cls.code, (cls.status, _meaning(cls)))
+    return found
+
+
+def by_code(code: str) -> type[BFFError] | None:
+    """The catalog class for a code, e.g. one recorded by another process."""
+    return next((cls for cls in _all(BFFError) if cls.code == code), None)
+
+
+_SHOPIFY_LOGIN_ERRORS: dict[str, type[BFFError]] = {"login_required": LoginRequired, "access_denied": AccessDenied}
+
+
+def login_error(shopify_error: str) -> BFFError:
+    """The catalog error for an OAuth `error=` on the callback; unknown ones are `authorization_failed`."""
+    return _SHOPIFY_LOGIN_ERRORS.get(shopify_error, AuthorizationFailed)("Shopify ended the login without a code.")
+
+
+def render(error: BFFError) -> tuple[int, Headers, bytes]:
+    """(status, headers, body) for an error; every 5xx is logged with its code."""
+    if error.status >= 500:
+        log.warning("request failed: %s %s", error.status, error.code)
+    body = json.dumps({"error": error.code, "detail": error.detail}).encode()
+    headers: Headers = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
+    headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in error.headers.items()]
+    return error.status, headers, body
+
+
+async def send_error(send: Send, error: BFFError) -> None:
+    """Answer a raw ASGI request with a catalog error (for the layers that answer by themselves)."""
+    status, headers, body = render(error)
+    headers.append((b"content-length", b"%d" % len(body)))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

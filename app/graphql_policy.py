@@ -27,7 +27,7 @@ from graphql import (
     print_ast,
 )
 
-from app.errors import BFFError
+from app.errors import OperationNotAllowed, QueryTooDeep
 
 
 class _DepthCounter:
@@ -134,11 +134,11 @@ class GraphQLPolicy:
         inspected = inspect_document(query)
         if inspected is None:
             if self._allowlist is not None:
-                raise BFFError(403, "operation_not_allowed", "This GraphQL document is not on the allowlist.")
+                raise OperationNotAllowed()
             return  # not ours to reject: Shopify answers syntax errors in GraphQL's own shape
         digest, depth = inspected
         if self._allowlist is not None and digest not in self._allowlist:
-            raise BFFError(403, "operation_not_allowed", "This GraphQL document is not on the allowlist.")
+            raise OperationNotAllowed()
         if self._max_depth and depth > self._max_depth:
             levels = "too deeply" if depth == sys.maxsize else f"{depth} levels"
-            raise BFFError(400, "query_too_deep", f"The query nests {levels}; the limit is {self._max_depth}.")
+            raise QueryTooDeep(f"The query nests {levels}; the limit is {self._max_depth}.")

@@ -12,34 +12,44 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import replace
 
-from app.credentials import Credentials
-from app.errors import BFFError, SessionStoreUnavailable
+from app.errors import (
+    BFFError,
+    InvalidClient,
+    InvalidGrant,
+    RefreshTimeout,
+    SessionStoreUnavailable,
+    TokenEndpointTimeout,
+    TokenEndpointUnavailable,
+    by_code,
+)
 from app.metrics import Metrics
 from app.security import fingerprint
-from app.sessions import Session, SessionStore
-from app.shopify import InvalidClient, InvalidGrant, ShopifyAuth, TokenSet
+from app.shopify.credentials import Credentials
+from app.shopify.oauth import ShopifyOAuth, TokenSet
+from app.store.refresh_locks import RefreshLocks
+from app.store.sessions import Session, SessionStore
 
 log = logging.getLogger("bff.tokens")
 RESCUE_SECONDS = 600
 
-_ERROR_STATUS = {
-    "session_expired": 401,
-    "token_endpoint_timeout": 504,
-    "token_endpoint_error": 502,
-    "invalid_client": 502,
-}
 
-
-def refresh_due(session: Session, *, buffer: float, now: float | None = None) -> bool:
+def refresh_due(session: Session, *, buffer: float, now: float) -> bool:
     """True when the access token is expired or within its refresh buffer.
 
     The buffer shrinks for short-lived tokens (a quarter of their lifetime at most), so a 60-second
     token is not refreshed on every request.
     """
     margin = min(buffer, session.access_lifetime / 4)
-    return (now or time.time()) >= session.access_expires_at - margin
+    return now >= session.access_expires_at - margin
+
+
+def _peer_failure(code: str) -> BFFError:
+    """The error a peer process's failed refresh ended with, recreated from its recorded code."""
+    cls = by_code(code) or TokenEndpointUnavailable
+    return cls("The token refresh failed; retry shortly.", headers={"Retry-After": "2"})
 
 
 class TokenRefresher:
@@ -48,15 +58,19 @@ class TokenRefresher:
     def __init__(
         self,
         store: SessionStore,
-        auth: ShopifyAuth,
+        locks: RefreshLocks,
+        oauth: ShopifyOAuth,
         credentials: Credentials,
         metrics: Metrics,
         *,
         buffer: float,
         call_timeout: float,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
-        self._auth = auth
+        self._locks = locks
+        self._auth = oauth
+        self._clock = clock
         self._credentials = credentials
         self._metrics = metrics
         self._buffer = buffer
@@ -71,12 +85,13 @@ class TokenRefresher:
         An early refresh that fails for a passing reason is not the customer's problem while the current
         token still works: the request goes on with it, and a later one refreshes.
         """
-        if not refresh_due(session, buffer=self._buffer):
+        now = self._clock()
+        if not refresh_due(session, buffer=self._buffer, now=now):
             return session
         try:
             return await self.refresh(session)
         except BFFError as exc:  # invalid_grant (401) always propagates: the session has ended
-            if time.time() < session.access_expires_at and exc.status >= 500:
+            if now < session.access_expires_at and exc.status >= 500:
                 log.warning("early token refresh failed (%s); using the current token meanwhile", exc.code)
                 return session
             raise
@@ -97,14 +112,14 @@ class TokenRefresher:
         deadline = time.monotonic() + self._lock_ttl + 2.0
         delay = 0.01
         while True:
-            async with self._store.refresh_lock(stale.sid, ttl=self._lock_ttl) as owned:
+            async with self._locks.hold(stale.sid, ttl=self._lock_ttl) as owned:
                 if owned:
                     return await self._refresh_holding_lock(stale, tag)
             # Another process is refreshing: wait for it, then take its result.
             self._metrics.refresh_waits.inc()
-            while await self._store.lock_held(stale.sid):
+            while await self._locks.held(stale.sid):
                 if time.monotonic() > deadline:
-                    raise BFFError(504, "refresh_timeout", "Timed out waiting for a token refresh.")
+                    raise RefreshTimeout("Timed out waiting for a token refresh.")
                 await asyncio.sleep(delay)
                 delay = min(delay * 1.5, 0.1)
             current = await self._store.peek(stale.sid)
@@ -112,14 +127,9 @@ class TokenRefresher:
                 raise InvalidGrant()
             if current.access_token != stale.access_token:
                 return current
-            failed = await self._store.refresh_failure(stale.sid, tag)
+            failed = await self._locks.failure(stale.sid, tag)
             if failed is not None:
-                raise BFFError(
-                    _ERROR_STATUS.get(failed, 503),
-                    failed,
-                    "The token refresh failed; retry shortly.",
-                    headers={"Retry-After": "2"},
-                )
+                raise _peer_failure(failed)
 
     async def _refresh_holding_lock(self, stale: Session, tag: str) -> Session:
         current = await self._store.peek(stale.sid)
@@ -145,11 +155,11 @@ class TokenRefresher:
             raise
         except TimeoutError as exc:
             self._metrics.refreshes.labels("timeout").inc()
-            await self._store.record_refresh_failure(stale.sid, tag, "token_endpoint_timeout")
-            raise BFFError(504, "token_endpoint_timeout", "Shopify's token endpoint timed out.") from exc
+            await self._locks.record_failure(stale.sid, tag, TokenEndpointTimeout.code)
+            raise TokenEndpointTimeout("Shopify's token endpoint timed out.") from exc
         except BFFError as exc:
             self._metrics.refreshes.labels(exc.code).inc()
-            await self._store.record_refresh_failure(stale.sid, tag, exc.code)
+            await self._locks.record_failure(stale.sid, tag, exc.code)
             raise
         self._metrics.refreshes.labels("ok").inc()
         updated = replace(

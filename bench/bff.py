@@ -14,15 +14,18 @@ from dataclasses import dataclass
 from http.cookies import SimpleCookie
 from typing import Any
 
-import aiohttp
 import httpx
 from redis.asyncio import Redis
-from starlette.responses import Response
 
 from app.config import Settings, load_settings
+from app.cookies import CookieJar
+from app.deps import Services
 from app.main import build_services
-from app.security import CookieJar
-from app.sessions import Session, SessionStore, new_id
+from app.metrics import Metrics
+from app.security import new_id
+from app.shopify.graphql import CustomerAccountAPI
+from app.store.connections import RedisConnections
+from app.store.sessions import Session
 
 CLIENT_ID = "bench-client-id"
 CLIENT_SECRET = "bench-client-secret-" + secrets.token_hex(16)
@@ -68,12 +71,15 @@ def new_config(port: int, shop_origin: str, redis_url: str) -> BffConfig:
 
 
 @asynccontextmanager
-async def session_store(settings: Settings, redis_url: str) -> AsyncIterator[SessionStore]:
-    """The SessionStore exactly as the running BFF builds it (`app.main.build_services`), on our own clients."""
-    redis = Redis.from_url(redis_url)
+async def bff_services(settings: Settings, redis_url: str) -> AsyncIterator[tuple[Services, Redis]]:
+    """The services exactly as the running BFF builds them (`app.main.build_services`) on `redis_url`,
+    and a plain Redis client on the same database for measuring."""
+    redis = RedisConnections(redis_url, max_connections=8)
+    metrics = Metrics()
+    graphql = CustomerAccountAPI(user_agent="bench", connect_timeout=1, read_timeout=5, metrics=metrics)
     try:
-        async with httpx.AsyncClient() as http, aiohttp.ClientSession() as upstream:
-            yield build_services(settings, redis, http, upstream).store
+        async with httpx.AsyncClient() as http, graphql:
+            yield build_services(settings, redis, http, graphql, metrics), redis.client
     finally:
         await redis.aclose()
 
@@ -130,9 +136,13 @@ def fake_session(*, access_lifetime: float = 86400) -> Session:
 
 def session_cookie(settings: Settings, sid: str) -> str:
     """`name=value` of the signed session cookie, exactly as the BFF's CookieJar writes it."""
-    response = Response()
-    CookieJar(settings).set_session(response, sid)
+    jar = CookieJar(
+        signing_keys=settings.session_keys,
+        secure=settings.secure_cookies,
+        session_max_age=settings.bff_session_absolute_lifetime,
+    )
+    _, header = jar.set_session(sid)
     cookie: SimpleCookie = SimpleCookie()
-    cookie.load(response.headers["set-cookie"])
+    cookie.load(header.decode())
     (morsel,) = cookie.values()
     return f"{morsel.key}={morsel.value}"

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import aiohttp
 from redis.asyncio import Redis
 
-from app.sessions import SessionStore
+from app.store.rate_limits import Rate
+from app.store.sessions import SessionStore
 from bench.bff import GRAPHQL_BODY, fake_session
 
 # What redis-py sends when it opens a connection: not per request, though a pool that reconnects under
@@ -118,21 +119,20 @@ async def command_usage(redis_url: str, graphql_url: str, cookie: str, *, reques
     )
 
 
-async def session_memory(store: SessionStore, *, sessions: int = 2000) -> SessionMemory:
+async def session_memory(store: SessionStore, redis: Redis, *, sessions: int = 2000) -> SessionMemory:
     """Create `sessions` realistic sessions, use each once, and measure what they hold in Redis.
 
-    `store` must use an otherwise empty Redis database: every key in it is counted. Each session is
+    `store` and `redis` must use an otherwise empty Redis database: every key in it is counted. Each session is
     read once through the hot path, so per-session keys that exist only while a browser is active (the
     /graphql rate-limit counter) are counted too.
     """
-    redis = store.redis
     await redis.flushdb()
     base = int((await redis.info("memory"))["used_memory"])
     made = [fake_session() for _ in range(sessions)]
     for batch in range(0, sessions, 100):
         chunk = made[batch : batch + 100]
         await asyncio.gather(*(store.create(s) for s in chunk))
-        await asyncio.gather(*(store.load(s.sid, rate_limit=(300, 60_000)) for s in chunk))
+        await asyncio.gather(*(store.load(s.sid, rate=Rate(300, 60)) for s in chunk))
     used = int((await redis.info("memory"))["used_memory"]) - base
     keys = [key async for key in redis.scan_iter(count=1000)]
     async with redis.pipeline(transaction=False) as pipe:

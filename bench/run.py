@@ -94,8 +94,8 @@ def _logged_errors(server: Server) -> dict[str, int]:
 async def _new_session(config: bench_bff.BffConfig) -> str:
     """A logged-in session stored through the project's SessionStore; returns its signed cookie."""
     settings = config.settings()
-    async with bench_bff.session_store(settings, config.redis_url) as store:
-        session = await store.create(bench_bff.fake_session())
+    async with bench_bff.bff_services(settings, config.redis_url) as (services, _):
+        session = await services.sessions.create(bench_bff.fake_session())
     return bench_bff.session_cookie(settings, session.sid)
 
 
@@ -154,8 +154,8 @@ async def _proxy_benchmarks(results: Results, redis: RedisProcess, rounds: int, 
         print("redis: commands per request, memory per session ...", flush=True)
         results.commands = await command_usage(redis.url, bff.url + "/graphql", cookie)
         # An empty database of its own: the memory measurement counts (and then flushes) every key in it.
-        async with bench_bff.session_store(config.settings(), redis.url.rsplit("/", 1)[0] + "/1") as store:
-            results.memory = await session_memory(store)
+        async with bench_bff.bff_services(config.settings(), redis.url.rsplit("/", 1)[0] + "/1") as (services, db):
+            results.memory = await session_memory(services.sessions, db)
         print("profile ...", flush=True)
         _profile(results, bff, bff.url + "/graphql", cookie)
 

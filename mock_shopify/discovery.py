@@ -28,7 +28,12 @@ class DiscoveryEndpoints:
             Route(f"{self.store.config.auth_path}/.well-known/jwks.json", self.jwks, methods=["GET"]),
         ]
 
+    def _seen(self, request: Request, what: str) -> None:
+        # Recorded so tests can check that every outbound call carries the BFF's User-Agent.
+        self.store.stats.user_agents[what] = request.headers.get("user-agent", "")
+
     async def openid_configuration(self, request: Request) -> JSONResponse:
+        self._seen(request, "openid-configuration")
         config = self.store.config
         auth = config.auth_base
         return JSONResponse(
@@ -58,6 +63,7 @@ class DiscoveryEndpoints:
         )
 
     async def customer_account_api(self, request: Request) -> JSONResponse:
+        self._seen(request, "customer-account-api")
         config = self.store.config
         return JSONResponse(
             {
@@ -67,4 +73,5 @@ class DiscoveryEndpoints:
         )
 
     async def jwks(self, request: Request) -> JSONResponse:
+        self._seen(request, "jwks")
         return JSONResponse(self.store.keys.jwks())

@@ -95,6 +95,7 @@ class Stats:
     logouts: int = 0
     last_token_request: dict[str, Any] | None = None
     last_graphql_request: dict[str, Any] | None = None
+    user_agents: dict[str, str] = field(default_factory=dict)  # the last User-Agent per discovery document
 
 
 def take_failure(failure: Failure | None) -> Failure | None:

@@ -23,7 +23,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import uvicorn
-import yaml  # type: ignore[import-untyped]  # PyYAML ships no annotations; read through load_yaml only
+import yaml
 from asgi_lifespan import LifespanManager
 from starlette.types import ASGIApp
 
@@ -33,10 +33,11 @@ from app.config import Settings as Settings
 from app.config import load_settings as load_settings
 from app.logs import configure_logging as configure_logging
 from app.main import create_app as create_app
-from app.ratelimit import IpRateLimiter as IpRateLimiter
-from app.redis_fast import ScriptRunner as ScriptRunner
-from app.redis_fast import supports as supports
-from app.sessions import INDEX_PRUNE_AT as INDEX_PRUNE_AT
+from app.store.connections import RedisConnections as RedisConnections
+from app.store.pipelined import ScriptRunner as ScriptRunner
+from app.store.pipelined import supports as supports
+from app.store.rate_limits import RateLimits as RateLimits
+from app.store.sessions import INDEX_PRUNE_AT as INDEX_PRUNE_AT
 from devkit.redis_server import RedisProcess, free_port, start_redis, wait_port
 from mock_shopify.app import create_app as create_mock_app
 from mock_shopify.config import MockConfig

@@ -50,7 +50,7 @@ async def test_login_proxy_refresh_logout_on_a_cluster(
         keys = [k async for k in client.scan_iter(match="bff:*")]
         assert any(k.startswith(b"bff:session:") for k in keys)
         sid = cluster_bff.cookies["bff_session"].rsplit(".", 1)[0]
-        slots = {client.keyslot(f"bff:{kind}:{{{sid}}}") for kind in ("session", "lock", "refresh", "rl")}
+        slots = {client.keyslot(f"bff:{kind}:{{{sid}}}") for kind in ("session", "lock", "refresh", "rl:graphql")}
         assert len(slots) == 1
     finally:
         await client.aclose()

@@ -188,10 +188,12 @@ def test_dockerfile_runs_the_app_slim_and_unprivileged() -> None:
     assert instruction(runtime_base, "USER") == "10001:10001"
     command = healthcheck_command()
     assert command[:2] == ["python", "-c"] and "/healthz" in command[2]
-    # Only the runtime package goes into the runtime image; the stand-in's extra only into `dev`.
+    # Only app/ goes into the runtime image; the stand-in's source only into `dev`.
     assert ("RUN", "pip install .") in stages["build"]
     assert ("COPY", "--from=build /opt/venv /opt/venv") in stages["runtime"]
-    assert ("COPY", "--from=build-dev /opt/venv /opt/venv") in stages["dev"]
+    assert ("COPY", "--from=build /opt/venv /opt/venv") in stages["dev"]
+    assert ("COPY", "mock_shopify /opt/standin/mock_shopify") in stages["dev"]
+    assert not [rest for kw, rest in stages["build"] if kw == "COPY" and "mock_shopify" in rest]
     # `serve` is a real subcommand; the HEALTHCHECK itself is run against a live BFF further down.
     usage = run(python("-m", "app", "serve", "--help"), cwd=ROOT / "tests")
     assert usage.returncode == 0, usage.stderr

@@ -25,7 +25,8 @@ from tests.helpers import (
     LOGOUT_URL,
     SESSION_SECRET,
     STOREFRONT,
-    IpRateLimiter,
+    RateLimits,
+    RedisConnections,
     Settings,
     Shop,
     eventually,
@@ -406,6 +407,7 @@ async def test_a_read_only_redis_is_503_not_500(shop: Shop) -> None:
         "rediss+sentinel://127.0.0.1:26379/mymaster",
     ],
 )
-async def test_every_redis_url_form_configures_the_rate_limiter(url: str) -> None:
-    limiter = IpRateLimiter(url, "3/minute")  # raised "unknown storage scheme" for three of these
-    await limiter.aclose()
+async def test_every_redis_url_form_builds_the_connections_and_the_rate_limiter(url: str) -> None:
+    redis = RedisConnections(url, max_connections=2)  # the rate limiter once raised for three of these
+    RateLimits(redis)
+    await redis.aclose()

@@ -1,13 +1,13 @@
-"""Liveness and readiness probes."""
+"""Liveness, readiness and metrics."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 from starlette.responses import JSONResponse, Response
 
-from app.errors import BFFError
+from app.deps import MetricsDep, Sessions, SettingsDep, ShopDiscovery
+from app.errors import BFFError, NotFound
 from app.metrics import CONTENT_TYPE
-from app.services import Deps
 
 router = APIRouter(tags=["health"])
 
@@ -17,16 +17,16 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Redis and the shop's discovery documents are reachable")
-async def readyz(deps: Deps) -> Response:
+@router.get("/readyz", summary="Redis takes writes and the shop's discovery documents are reachable")
+async def readyz(sessions: Sessions, discovery: ShopDiscovery) -> Response:
     checks: dict[str, str] = {}
     try:
-        await deps.store.ping()
+        await sessions.ping()
         checks["redis"] = "ok"
     except BFFError as exc:
         checks["redis"] = exc.code
     try:
-        await deps.discovery.endpoints()
+        await discovery.endpoints()
         checks["discovery"] = "ok"
     except BFFError as exc:
         checks["discovery"] = exc.code
@@ -39,7 +39,7 @@ async def readyz(deps: Deps) -> Response:
 
 
 @router.get("/metrics", summary="Prometheus metrics (when BFF_METRICS_LISTENER=public)")
-async def metrics(deps: Deps) -> Response:
-    if deps.settings.bff_metrics_listener != "public":
-        raise BFFError(404, "not_found", "Not Found")
-    return Response(deps.metrics.render(), media_type=CONTENT_TYPE)
+async def metrics(settings: SettingsDep, metrics: MetricsDep) -> Response:
+    if settings.bff_metrics_listener != "public":
+        raise NotFound("Not Found")
+    return Response(metrics.render(), media_type=CONTENT_TYPE)

@@ -15,14 +15,14 @@ from joserfc.errors import (
 )
 from joserfc.jwk import KeySet
 
-from app.discovery import Discovery
-from app.errors import BFFError
+from app.errors import InvalidIdToken
+from app.shopify.discovery import Discovery
 
 CLOCK_LEEWAY = 60
 
 
-def _invalid(detail: str) -> BFFError:
-    return BFFError(400, "invalid_id_token", detail)
+def _invalid(detail: str) -> InvalidIdToken:
+    return InvalidIdToken(detail)
 
 
 def _unknown_kid(token: str, keys: KeySet) -> bool:

@@ -1,8 +1,8 @@
 """The hot path's one Redis command, on a lean pipelined connection.
 
-Measured on the 2-core machine at 32 concurrent callers: redis-py's asyncio client spends about 215 µs
-of CPU per EVALSHA, this runner about 22 µs. The difference is most of what the BFF adds per request, so
-the session read (one script, see sessions.py) goes through here; everything else uses redis-py.
+redis-py's asyncio client spends about ten times the CPU of this runner per EVALSHA (figures in
+bench/results.md), and that difference was most of what the BFF added per request. So the session read
+(one script, see sessions.py) goes through here; everything else uses redis-py.
 
 One connection carries every concurrent call: commands are written as they come and replies, parsed by
 hiredis (the C parser redis-py itself uses), resolve the waiting futures in order. A broken or stuck

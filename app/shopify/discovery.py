@@ -10,12 +10,13 @@ import asyncio
 import re
 import time
 from dataclasses import dataclass
-from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from joserfc.jwk import KeySet
 
-from app.errors import BFFError
+from app.errors import BFFError, DiscoveryFailed
+from app.shopify.http import get_json
 
 _VERSION_IN_URL = re.compile(r"/customer/api/[^/]+/graphql$")
 
@@ -43,6 +44,7 @@ class Discovery:
     """Caches the shop's endpoints and signing keys; serves a stale copy when a refetch fails."""
 
     def __init__(self, http: httpx.AsyncClient, *, shop_origin: str, api_version: str, ttl: float) -> None:
+        """`http` is the shop's auth client (http.py), which sets the User-Agent and timeouts."""
         self._http = http
         self._shop_origin = shop_origin
         self._api_version = api_version
@@ -69,39 +71,35 @@ class Discovery:
                 self._fetched_at = time.monotonic() - self._ttl + min(30.0, self._ttl)
             return self._endpoints
 
-    async def _get_json(self, url: str, what: str) -> dict[str, Any]:
-        try:
-            response = await self._http.get(url, headers={"Accept": "application/json"})
-        except httpx.TimeoutException as exc:
-            raise BFFError(504, "discovery_timeout", f"Timed out fetching the shop's {what}.") from exc
-        except httpx.HTTPError as exc:
-            raise BFFError(502, "discovery_failed", f"Could not reach the shop for its {what}.") from exc
-        if response.status_code != 200:
-            raise BFFError(502, "discovery_failed", f"The shop answered {response.status_code} for its {what}.")
-        try:
-            body = response.json()
-        except ValueError as exc:
-            raise BFFError(502, "discovery_failed", f"The shop's {what} is not JSON.") from exc
-        if not isinstance(body, dict):
-            raise BFFError(502, "discovery_failed", f"The shop's {what} is not a JSON object.")
-        return body
-
     async def _fetch(self) -> ShopEndpoints:
         oidc, caa = await asyncio.gather(
-            self._get_json(f"{self._shop_origin}/.well-known/openid-configuration", "OpenID configuration"),
-            self._get_json(f"{self._shop_origin}/.well-known/customer-account-api", "Customer Account API document"),
+            get_json(self._http, f"{self._shop_origin}/.well-known/openid-configuration", "OpenID configuration"),
+            get_json(
+                self._http, f"{self._shop_origin}/.well-known/customer-account-api", "Customer Account API document"
+            ),
         )
         try:
             return ShopEndpoints(
                 issuer=str(oidc["issuer"]),
-                authorization_endpoint=str(oidc["authorization_endpoint"]),
-                token_endpoint=str(oidc["token_endpoint"]),
-                end_session_endpoint=str(oidc["end_session_endpoint"]),
-                jwks_uri=str(oidc["jwks_uri"]),
-                graphql_url=pin_api_version(str(caa["graphql_api"]), self._api_version),
+                authorization_endpoint=self._url(oidc["authorization_endpoint"]),
+                token_endpoint=self._url(oidc["token_endpoint"]),
+                end_session_endpoint=self._url(oidc["end_session_endpoint"]),
+                jwks_uri=self._url(oidc["jwks_uri"]),
+                graphql_url=pin_api_version(self._url(caa["graphql_api"]), self._api_version),
             )
         except KeyError as exc:
-            raise BFFError(502, "discovery_failed", f"The shop's discovery lacks {exc.args[0]}.") from exc
+            raise DiscoveryFailed(f"The shop's discovery lacks {exc.args[0]}.") from exc
+
+    def _url(self, value: object) -> str:
+        """A discovered endpoint, validated: an absolute https URL (http only for a loopback stand-in)."""
+        text = str(value)
+        parts = urlsplit(text)
+        loopback_shop = self._shop_origin.startswith("http://")
+        if parts.scheme not in ({"https", "http"} if loopback_shop else {"https"}) or not parts.hostname:
+            raise DiscoveryFailed(f"The shop's discovery names an endpoint that is not an https URL: {text[:200]!r}.")
+        if parts.username or parts.password or parts.fragment:
+            raise DiscoveryFailed("The shop's discovery names an endpoint with credentials or a fragment.")
+        return text
 
     async def keys(self, *, refetch: bool = False) -> KeySet:
         """The shop's ID-token signing keys; `refetch` once when a token names an unknown kid."""
@@ -111,9 +109,9 @@ class Discovery:
             if self._keys is not None and not refetch:
                 return self._keys
             endpoints = await self.endpoints()
-            body = await self._get_json(endpoints.jwks_uri, "JWKS")
+            body = await get_json(self._http, endpoints.jwks_uri, "JWKS")
             try:
                 self._keys = KeySet.import_key_set(body)  # type: ignore[arg-type]
             except Exception as exc:
-                raise BFFError(502, "discovery_failed", "The shop's JWKS could not be read.") from exc
+                raise DiscoveryFailed("The shop's JWKS could not be read.") from exc
             return self._keys

@@ -1,15 +1,12 @@
-"""Redis-backed server sessions and single-use pending logins.
+"""Server sessions in Redis, and each customer's index of them ("log out everywhere").
 
 Key layout (the `{...}` hash tag keeps every key of one session in one Redis Cluster slot):
-  bff:session:{sid}      string  "{absolute deadline ms}:{generation}:{encrypted session JSON}"
-  bff:lock:{sid}         string  owner token of the refresh lock
-  bff:refresh:{sid}      string  outcome of the last failed refresh, for processes that waited on it
-  bff:rl:{sid}           string  /graphql requests in the current rate-limit window
-  bff:login:{state}      string  encrypted pending login, 10 minutes, consumed with GETDEL
-  bff:customer:{h(sub)}  zset    the customer's session ids, scored by absolute deadline ("log out everywhere")
+  bff:session:{sid}          string  "{absolute deadline ms}:{generation}:{encrypted session JSON}"
+  bff:rl:graphql:{sid}       string  /graphql requests in the current rate-limit window (rate_limits.py)
+  bff:customer:{h(sub)}      zset    the customer's session ids, scored by absolute deadline
 
-Records are encrypted (AES-GCM, the session id or state as associated data), so a Redis dump or MONITOR
-shows no usable token, and a record copied under another id does not decrypt.
+Records are encrypted (AES-GCM, the session id as associated data), so a Redis dump or MONITOR shows no
+usable token, and a record copied under another id does not decrypt.
 """
 
 from __future__ import annotations
@@ -18,50 +15,20 @@ import asyncio
 import hashlib
 import json
 import logging
-import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, TypeVar, cast
-
-from redis.asyncio import Redis
-from redis.exceptions import (
-    BusyLoadingError,
-    ClusterDownError,
-    ClusterError,
-    MasterDownError,
-    OutOfMemoryError,
-    ReadOnlyError,
-    ResponseError,
-    TryAgainError,
-)
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from typing import Any, cast
 
 from app.crypto import TokenCipher
-from app.errors import BFFError, SessionStoreUnavailable
+from app.errors import RateLimited
+from app.store.connections import RedisConnections, guarded
+from app.store.rate_limits import RATE_LUA, Rate, retry_after
 
 log = logging.getLogger("bff.sessions")
 
-# Redis is down, starting, read-only (a replica after failover), full, or its cluster is reconfiguring:
-# all "try again shortly", none a reason to drop a session.
-_UNAVAILABLE = (
-    RedisConnectionError,
-    RedisTimeoutError,
-    OSError,
-    BusyLoadingError,
-    ReadOnlyError,
-    MasterDownError,
-    OutOfMemoryError,
-    ClusterDownError,
-    ClusterError,
-    TryAgainError,
-)
-_UNAVAILABLE_PREFIXES = frozenset({"LOADING", "READONLY", "MASTERDOWN", "OOM", "CLUSTERDOWN", "TRYAGAIN", "BUSY"})
-PENDING_LOGIN_TTL = 600
 INDEX_PRUNE_AT = 20
-T = TypeVar("T")
+UNLIMITED = Rate(0, 1)
 
 # A session is one string, `{absolute deadline ms}:{generation}:{encrypted record}`: a plain string costs
 # far less Redis memory than a hash once the record outgrows the hash's compact encoding.
@@ -69,20 +36,19 @@ T = TypeVar("T")
 # Read a session, slide its idle expiry (capped by the absolute deadline) and count it against the
 # session's rate limit, all in one round trip. PEXPIRE only runs when the TTL has drifted by more than
 # ARGV[3] ms, so a burst of requests does not turn every read into a write.
-SESSION_READ_SCRIPT = """
+SESSION_READ_SCRIPT = (
+    RATE_LUA
+    + """
 local v = redis.call('GET', KEYS[1])
 if not v then return false end
 local ttl = math.min(tonumber(ARGV[2]), tonumber(string.match(v, '^(%d+):')) - tonumber(ARGV[1]))
 if ttl <= 0 then redis.call('DEL', KEYS[1]) return false end
 if redis.call('PTTL', KEYS[1]) < ttl - tonumber(ARGV[3]) then redis.call('PEXPIRE', KEYS[1], ttl) end
-local limit = tonumber(ARGV[4])
-if limit > 0 then
-  local n = redis.call('INCR', KEYS[2])
-  if n == 1 then redis.call('PEXPIRE', KEYS[2], ARGV[5]) end
-  if n > limit then return {v, tostring(ttl), tostring(redis.call('PTTL', KEYS[2]))} end
-end
+local wait = over_limit(KEYS[2], tonumber(ARGV[4]), tonumber(ARGV[5]))
+if wait then return {v, tostring(ttl), tostring(wait)} end
 return {v, tostring(ttl)}
 """
+)
 
 # Compare-and-set on the generation: a refresh result never overwrites a newer refresh, and never
 # re-creates a session that logout deleted meanwhile.
@@ -93,11 +59,6 @@ local deadline, generation = string.match(v, '^(%d+):(%d+):')
 if generation ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], deadline .. ':' .. ARGV[3] .. ':' .. ARGV[2], 'KEEPTTL')
 return 1
-"""
-
-_UNLOCK = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
 """
 
 
@@ -125,81 +86,42 @@ class Session:
         return json.dumps(data, separators=(",", ":")).encode()
 
 
-@dataclass(frozen=True, slots=True)
-class PendingLogin:
-    """State kept between /auth/login and /auth/callback."""
-
-    state: str
-    nonce: str
-    code_verifier: str
-    return_to: str
-    browser: str  # sha256 of the login-binding cookie's id
-    created_at: float
-
-
 def _session_key(sid: str) -> str:
     return f"bff:session:{{{sid}}}"
 
 
-def _lock_key(sid: str) -> str:
-    return f"bff:lock:{{{sid}}}"
-
-
-def _outcome_key(sid: str) -> str:
-    return f"bff:refresh:{{{sid}}}"
-
-
 def _rate_key(sid: str) -> str:
-    return f"bff:rl:{{{sid}}}"
+    return f"bff:rl:graphql:{{{sid}}}"
 
 
 def _customer_key(sub: str) -> str:
     return f"bff:customer:{{{hashlib.sha256(sub.encode()).hexdigest()[:32]}}}"
 
 
-def new_id() -> str:
-    return secrets.token_urlsafe(32)
-
-
-async def guarded(call: Awaitable[T]) -> T:
-    """Run one Redis call; an unavailable Redis becomes a 503, never a logout or a 500."""
-    try:
-        return await call
-    except _UNAVAILABLE as exc:
-        raise SessionStoreUnavailable() from exc
-    except ResponseError as exc:
-        # The pipelined reader (redis_fast.py) keeps Redis's error prefix in the message.
-        if str(exc).split(" ", 1)[0] in _UNAVAILABLE_PREFIXES:
-            raise SessionStoreUnavailable() from exc
-        raise
-
-
 class SessionStore:
-    """Sessions, pending logins and refresh locks in Redis."""
+    """Sessions and the per-customer index in Redis."""
 
     def __init__(
         self,
-        redis: Redis,
+        redis: RedisConnections,
         cipher: TokenCipher,
         *,
         idle_timeout: int,
         absolute_lifetime: int,
-        touch: Callable[..., Awaitable[Any]] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
-        """`touch`, when given, runs the session-read script instead of redis-py (see redis_fast.py)."""
-        self._redis = redis
+        self._redis = redis.client
         self._cipher = cipher
+        self._clock = clock
         self._idle_ms = idle_timeout * 1000
         self._absolute_ms = absolute_lifetime * 1000
         # Slide at most every 1% of the idle timeout (capped at a minute): one write per burst.
         self._slack_ms = min(60_000, self._idle_ms // 100)
-        self._touch: Callable[..., Awaitable[Any]] = touch or redis.register_script(SESSION_READ_SCRIPT)
-        self._replace = redis.register_script(_REPLACE)
-        self._unlock = redis.register_script(_UNLOCK)
+        self._read: Any = redis.hot_script(SESSION_READ_SCRIPT)
+        self._replace: Any = self._redis.register_script(_REPLACE)
 
-    @property
-    def redis(self) -> Redis:
-        return self._redis
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
 
     def _seal(self, session: Session) -> bytes:
         return self._cipher.encrypt(session.to_json(), session.sid.encode())
@@ -214,7 +136,7 @@ class SessionStore:
 
     async def create(self, session: Session) -> Session:
         """Store a brand-new session under a fresh id (the caller made the id), indexed by customer."""
-        now_ms = int(time.time() * 1000)
+        now_ms = self._now_ms()
         deadline = now_ms + self._absolute_ms
         ttl = min(self._idle_ms, self._absolute_ms)
         value = b"%d:0:%s" % (deadline, self._seal(session))
@@ -222,28 +144,28 @@ class SessionStore:
         await self._index(session.sub, session.sid, deadline, now_ms)
         return replace(session, generation=0, ttl_ms=ttl)
 
-    async def load(self, sid: str, *, rate_limit: tuple[int, int] = (0, 0)) -> Session | None:
-        """Read a session, slide its idle expiry and apply `(requests, per ms)`: one round trip.
+    async def load(self, sid: str, *, rate: Rate = UNLIMITED) -> Session | None:
+        """Read a session, slide its idle expiry and count it against `rate`: one round trip.
 
         Raises a 429 `rate_limited` when the session is over its limit.
         """
-        now_ms = int(time.time() * 1000)
         found = await guarded(
-            self._touch(
+            self._read(
                 keys=[_session_key(sid), _rate_key(sid)],
-                args=[now_ms, self._idle_ms, self._slack_ms, rate_limit[0], rate_limit[1]],
+                args=[self._now_ms(), self._idle_ms, self._slack_ms, rate.amount, rate.window_ms],
             )
         )
         if not found:
             return None
         values = cast(list[bytes], found)
         if len(values) == 3:
-            retry = str(max(1, -(-int(values[2]) // 1000)))
-            raise BFFError(429, "rate_limited", "Too many requests for this session.", headers={"Retry-After": retry})
+            raise RateLimited(
+                "Too many requests for this session.", headers={"Retry-After": retry_after(int(values[2]))}
+            )
         return self._unpack(sid, values[0], int(values[1]))
 
     async def peek(self, sid: str) -> Session | None:
-        """Read a session without sliding it (used after waiting for another refresher)."""
+        """Read a session without sliding it (used after waiting for another refresher, and at logout)."""
         raw = await guarded(self._redis.get(_session_key(sid)))
         return self._unpack(sid, raw, 0) if isinstance(raw, bytes) else None
 
@@ -263,7 +185,7 @@ class SessionStore:
         return replace(session, generation=new_generation) if ok else None
 
     async def delete(self, sid: str, *, sub: str | None = None) -> None:
-        await guarded(self._redis.delete(_session_key(sid), _lock_key(sid), _outcome_key(sid), _rate_key(sid)))
+        await guarded(self._redis.delete(_session_key(sid), _rate_key(sid)))
         if sub is not None:
             await guarded(self._redis.zrem(_customer_key(sub), sid))
 
@@ -295,47 +217,9 @@ class SessionStore:
         ended = 0
         for sid in await self.session_ids_of(sub):
             ended += int(await guarded(self._redis.delete(_session_key(sid))))
-            await guarded(self._redis.delete(_lock_key(sid), _outcome_key(sid), _rate_key(sid)))
+            await guarded(self._redis.delete(_rate_key(sid)))
         await guarded(self._redis.delete(_customer_key(sub)))
         return ended
-
-    # --- refresh lock ---------------------------------------------------------------------------
-
-    @asynccontextmanager
-    async def refresh_lock(self, sid: str, *, ttl: float) -> AsyncIterator[bool]:
-        """Try once to take the per-session refresh lock; yields whether we own it."""
-        owner = secrets.token_hex(16)
-        got = await guarded(self._redis.set(_lock_key(sid), owner, nx=True, px=int(ttl * 1000)))
-        try:
-            yield bool(got)
-        finally:
-            if got:
-                await guarded(self._unlock(keys=[_lock_key(sid)], args=[owner]))
-
-    async def lock_held(self, sid: str) -> bool:
-        return bool(await guarded(self._redis.exists(_lock_key(sid))))
-
-    async def record_refresh_failure(self, sid: str, stale_token_tag: str, code: str) -> None:
-        await guarded(self._redis.set(_outcome_key(sid), f"{stale_token_tag}:{code}", ex=5))
-
-    async def refresh_failure(self, sid: str, stale_token_tag: str) -> str | None:
-        value = await guarded(self._redis.get(_outcome_key(sid)))
-        if value is None:
-            return None
-        tag, _, code = (value.decode() if isinstance(value, bytes) else value).partition(":")
-        return code if secrets.compare_digest(tag, stale_token_tag) else None
-
-    # --- pending logins -------------------------------------------------------------------------
-
-    async def save_pending_login(self, login: PendingLogin) -> None:
-        blob = self._cipher.encrypt(json.dumps(asdict(login)).encode(), login.state.encode())
-        await guarded(self._redis.set(f"bff:login:{login.state}", blob, ex=PENDING_LOGIN_TTL))
-
-    async def take_pending_login(self, state: str) -> PendingLogin | None:
-        """Consume a pending login atomically: a replayed state finds nothing."""
-        blob = await guarded(self._redis.getdel(f"bff:login:{state}"))
-        plain = self._cipher.decrypt(blob, state.encode()) if isinstance(blob, bytes) else None
-        return PendingLogin(**json.loads(plain)) if plain else None
 
     async def ping(self) -> bool:
         """Readiness: a write, not PING, so a read-only replica or a full Redis counts as not ready."""

@@ -1,17 +1,21 @@
-"""One Redis client from REDIS_URL, whatever the deployment: standalone, TLS, Sentinel or Cluster.
+"""Every Redis connection of the process, built in one place from REDIS_URL, and its error mapping.
 
   redis://[:password@]host:6379/0            standalone
   rediss://...                               standalone over TLS
   redis+sentinel://[:pw@]h1:26379,h2:26379/mymaster[/db]   Sentinel-managed primary
   redis+cluster://[:pw@]h1:7000,h2:7001      Redis Cluster (rediss+cluster:// for TLS)
+  unix:///run/redis.sock                     standalone over a Unix socket
 
-The same URL, prefixed with `async+`, configures the `limits` rate limiter, so both speak to one Redis.
-Every key of a session shares a hash tag (see sessions.py), so scripts and multi-key calls work on Cluster.
+`RedisConnections` owns a redis-py client for all of them and, on plain `redis://`, the pipelined
+connection that carries the hot path's one script (pipelined.py). Every key of a session shares a hash
+tag (see sessions.py), so scripts and multi-key calls work on Cluster. `guarded` turns an unavailable
+Redis into a 503 that never logs anyone out.
 """
 
 from __future__ import annotations
 
-from typing import Any, cast
+from collections.abc import Awaitable
+from typing import Any, TypeVar, cast
 from urllib.parse import unquote, urlsplit
 
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -19,7 +23,23 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import (
+    BusyLoadingError,
+    ClusterDownError,
+    ClusterError,
+    MasterDownError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    ResponseError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from app.errors import SessionStoreUnavailable
+from app.store.pipelined import ScriptRunner, supports
+
+T = TypeVar("T")
 
 _TIMEOUTS: dict[str, Any] = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0}
 
@@ -97,3 +117,55 @@ async def close_redis(client: Redis) -> None:
         await pool.disconnect()
         for sentinel in manager.sentinels:
             await sentinel.aclose()
+
+
+# Redis is down, starting, read-only (a replica after failover), full, or its cluster is reconfiguring:
+# all "try again shortly", none a reason to drop a session.
+_UNAVAILABLE = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    OSError,
+    BusyLoadingError,
+    ReadOnlyError,
+    MasterDownError,
+    OutOfMemoryError,
+    ClusterDownError,
+    ClusterError,
+    TryAgainError,
+)
+_UNAVAILABLE_PREFIXES = frozenset({"LOADING", "READONLY", "MASTERDOWN", "OOM", "CLUSTERDOWN", "TRYAGAIN", "BUSY"})
+
+
+async def guarded(call: Awaitable[T]) -> T:
+    """Run one Redis call; an unavailable Redis becomes a 503, never a logout or a 500."""
+    try:
+        return await call
+    except _UNAVAILABLE as exc:
+        raise SessionStoreUnavailable() from exc
+    except ResponseError as exc:
+        # The pipelined reader keeps Redis's error prefix in the message.
+        if str(exc).split(" ", 1)[0] in _UNAVAILABLE_PREFIXES:
+            raise SessionStoreUnavailable() from exc
+        raise
+
+
+class RedisConnections:
+    """The process's Redis: one redis-py client, plus the pipelined hot-path connection where it applies."""
+
+    def __init__(self, url: str, *, max_connections: int) -> None:
+        self.url = url
+        self.client = redis_from_url(url, max_connections=max_connections)
+        self._runners: list[ScriptRunner] = []
+
+    def hot_script(self, source: str) -> Any:
+        """A callable `(keys=, args=)` running `source`: pipelined on plain redis://, else redis-py's."""
+        if supports(self.url):
+            runner = ScriptRunner(self.url, source)
+            self._runners.append(runner)
+            return runner
+        return self.client.register_script(source)
+
+    async def aclose(self) -> None:
+        for runner in self._runners:
+            await runner.aclose()
+        await close_redis(self.client)

@@ -1,0 +1,99 @@
+"""The BFF's two cookies, written and read in one place; both hold only a signed opaque id.
+
+`bff_session` names the server-side session; `bff_login` binds a pending login to the browser that
+started it. Each is written by `_header`, with every flag spelled out: HttpOnly (no page script reads
+them), SameSite=Lax (the callback arrives as a top-level navigation from Shopify), Path=/, no Domain,
+and on https Secure with the `__Host-` prefix.
+
+Signing keys rotate: cookies are signed with the first of BFF_SESSION_SECRET's keys, and a cookie signed
+with any listed key is accepted (and flagged for re-signing).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from itsdangerous import BadSignature, Signer
+from starlette.requests import cookie_parser
+
+_ID = re.compile(r"^[A-Za-z0-9_-]{20,100}$")
+LOGIN_BINDING_MAX_AGE = 600
+SetCookie = tuple[bytes, bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class CookieNames:
+    session: str
+    login: str
+
+
+@dataclass(frozen=True, slots=True)
+class SessionCookie:
+    """What a request's session cookie says: the session id if validly signed, and whether to re-sign it."""
+
+    sid: str | None
+    resign: bool
+    present: bool
+
+
+def is_valid_id(value: str | None) -> bool:
+    return bool(value and _ID.match(value))
+
+
+class CookieJar:
+    """Signs, writes and reads the session and login-binding cookies."""
+
+    def __init__(self, *, signing_keys: tuple[bytes, ...], secure: bool, session_max_age: int) -> None:
+        # One salt per purpose: a login-binding cookie can never pass as a session cookie.
+        # itsdangerous signs with the LAST key of a list and verifies with all of them.
+        self._session = Signer(signing_keys[0], salt="bff.session")
+        older = list(reversed(signing_keys))
+        self._session_any = Signer(older, salt="bff.session") if len(signing_keys) > 1 else None
+        self._login = Signer(older, salt="bff.login")
+        self._secure = secure
+        prefix = "__Host-" if secure else ""
+        self.names = CookieNames(session=f"{prefix}bff_session", login=f"{prefix}bff_login")
+        self._session_max_age = session_max_age
+
+    def _header(self, name: str, value: str, max_age: int) -> SetCookie:
+        # Secure only over https: browsers drop Secure cookies on http (local development).
+        flags = f"{name}={value}; Max-Age={max_age}; Path=/; HttpOnly; SameSite=lax"
+        if max_age == 0:
+            flags += "; Expires=Thu, 01 Jan 1970 00:00:00 GMT"
+        if self._secure:
+            flags += "; Secure"
+        return b"set-cookie", flags.encode("latin-1")
+
+    @staticmethod
+    def _unsign(signer: Signer, raw: str | None) -> str | None:
+        if not raw:
+            return None
+        try:
+            value = signer.unsign(raw).decode()
+        except (BadSignature, UnicodeDecodeError):
+            return None
+        return value if _ID.match(value) else None
+
+    def session(self, cookie_header: str | None) -> SessionCookie:
+        """Read the session cookie from a raw `Cookie` header; tampered counts as absent."""
+        raw = cookie_parser(cookie_header).get(self.names.session) if cookie_header else None
+        sid = self._unsign(self._session, raw)
+        resign = False
+        if sid is None and self._session_any is not None:
+            sid = self._unsign(self._session_any, raw)
+            resign = sid is not None
+        return SessionCookie(sid=sid, resign=resign, present=raw is not None)
+
+    def set_session(self, sid: str) -> SetCookie:
+        return self._header(self.names.session, self._session.sign(sid).decode(), self._session_max_age)
+
+    def clear_session(self) -> SetCookie:
+        return self._header(self.names.session, '""', 0)
+
+    def login_binding(self, cookie_header: str | None) -> str | None:
+        raw = cookie_parser(cookie_header).get(self.names.login) if cookie_header else None
+        return self._unsign(self._login, raw)
+
+    def set_login_binding(self, binding: str) -> SetCookie:
+        return self._header(self.names.login, self._login.sign(binding).decode(), LOGIN_BINDING_MAX_AGE)

@@ -1,0 +1,145 @@
+"""What request handlers ask for: `Annotated` aliases over the process's services, and the one
+function that turns a `Cookie` header into a session, shared by the FastAPI routes and the raw path."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from app.config import Settings
+from app.cookies import CookieJar
+from app.errors import NotAuthenticated, SessionExpired
+from app.graphql_policy import GraphQLPolicy
+from app.metrics import Metrics
+from app.shopify.credentials import Credentials
+from app.shopify.discovery import Discovery
+from app.shopify.graphql import CustomerAccountAPI
+from app.shopify.oauth import ShopifyOAuth
+from app.store.logins import PendingLogins
+from app.store.rate_limits import Rate, RateLimits
+from app.store.sessions import UNLIMITED, Session, SessionStore
+from app.tokens import TokenRefresher
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """The long-lived parts of one running BFF, built by the lifespan; handlers take them one by one."""
+
+    settings: Settings
+    cookies: CookieJar
+    sessions: SessionStore
+    logins: PendingLogins
+    rate_limits: RateLimits
+    discovery: Discovery
+    oauth: ShopifyOAuth
+    credentials: Credentials
+    refresher: TokenRefresher
+    graphql: CustomerAccountAPI
+    graphql_policy: GraphQLPolicy
+    metrics: Metrics
+
+
+@dataclass(frozen=True, slots=True)
+class CookieSession:
+    """A request's session as its cookie names it: `session` is None when absent, tampered or ended."""
+
+    sid: str | None
+    session: Session | None
+    resign: bool  # signed with an older key: send a re-signed cookie
+    had_cookie: bool
+
+
+async def session_from_cookie(
+    cookie_header: str | None,
+    cookies: CookieJar,
+    sessions: SessionStore,
+    *,
+    slide: bool = True,
+    rate: Rate = UNLIMITED,
+) -> CookieSession:
+    """Resolve a `Cookie` header to a session: verify the signature, then read Redis once.
+
+    `slide` reads through the session-read script (idle expiry slid, `rate` counted); without it the
+    session is only peeked at, as logout does.
+    """
+    cookie = cookies.session(cookie_header)
+    session = None
+    if cookie.sid is not None:
+        session = await (sessions.load(cookie.sid, rate=rate) if slide else sessions.peek(cookie.sid))
+    return CookieSession(cookie.sid, session, cookie.resign, cookie.present)
+
+
+def require(found: CookieSession) -> Session:
+    """The session, or 401: `not_authenticated` without a valid cookie, `session_expired` after it ended."""
+    if found.sid is None:
+        raise NotAuthenticated("Log in first.")
+    if found.session is None:
+        raise SessionExpired("The session has ended; log in again.")
+    return found.session
+
+
+def services(request: Request) -> Services:
+    found: Services = request.app.state.services
+    return found
+
+
+def _settings(request: Request) -> Settings:
+    return services(request).settings
+
+
+def _cookies(request: Request) -> CookieJar:
+    return services(request).cookies
+
+
+def _sessions(request: Request) -> SessionStore:
+    return services(request).sessions
+
+
+def _logins(request: Request) -> PendingLogins:
+    return services(request).logins
+
+
+def _rate_limits(request: Request) -> RateLimits:
+    return services(request).rate_limits
+
+
+def _discovery(request: Request) -> Discovery:
+    return services(request).discovery
+
+
+def _oauth(request: Request) -> ShopifyOAuth:
+    return services(request).oauth
+
+
+def _credentials(request: Request) -> Credentials:
+    return services(request).credentials
+
+
+def _metrics(request: Request) -> Metrics:
+    return services(request).metrics
+
+
+async def _slid_session(request: Request) -> CookieSession:
+    s = services(request)
+    return await session_from_cookie(request.headers.get("cookie"), s.cookies, s.sessions)
+
+
+async def _current_session(request: Request) -> Session:
+    return require(await _slid_session(request))
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+Cookies = Annotated[CookieJar, Depends(_cookies)]
+Sessions = Annotated[SessionStore, Depends(_sessions)]
+Logins = Annotated[PendingLogins, Depends(_logins)]
+Limits = Annotated[RateLimits, Depends(_rate_limits)]
+ShopDiscovery = Annotated[Discovery, Depends(_discovery)]
+OAuth = Annotated[ShopifyOAuth, Depends(_oauth)]
+ClientCredentials = Annotated[Credentials, Depends(_credentials)]
+MetricsDep = Annotated[Metrics, Depends(_metrics)]
+# The cookie's session (None when absent or ended), its idle expiry slid.
+BrowserSession = Annotated[CookieSession, Depends(_slid_session)]
+# A logged-in customer's session, or 401: for endpoints that need one.
+CurrentSession = Annotated[Session, Depends(_current_session)]

@@ -1,0 +1,109 @@
+"""The ASGI stack every request passes through, composed once by the app factory, outermost first:
+
+    RequestLog       request id (X-Request-ID) and one access-log line      (logs.py)
+    SecurityHeaders  nosniff, no-referrer, lockdown CSP, no-store on /auth and /graphql
+    CORS             allowed storefront origins only; rejected preflights are JSON 403s  (cors.py)
+    ErrorBoundary    anything unexpected becomes a logged JSON 500, never a traceback
+    Dispatcher       `/graphql` to its raw ASGI endpoint, everything else (lifespan too) to FastAPI
+
+So every response, a 404, a 500 from any route or a refused preflight included, carries the same
+headers and the `{"error", "detail"}` shape, on the raw hot path as on the FastAPI routes.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.errors import BFFError, InternalError, send_error
+
+log = logging.getLogger("bff.pipeline")
+
+_ALWAYS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+]
+# Nothing this service returns is meant to be framed or to run scripts.
+_LOCKDOWN = [
+    (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'; base-uri 'none'"),
+    (b"x-frame-options", b"DENY"),
+]
+_NO_STORE = (b"cache-control", b"no-store")
+
+
+class SecurityHeaders:
+    """Adds nosniff, no-referrer and a lockdown CSP to every response; `no-store` under /auth and /graphql."""
+
+    def __init__(self, app: ASGIApp, *, exempt_paths: tuple[str, ...] = ()) -> None:
+        """`exempt_paths` skip the CSP (dev mode's /docs page runs scripts)."""
+        self.app = app
+        self.exempt = exempt_paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        extra = _ALWAYS + ([] if self.exempt and path.startswith(self.exempt) else _LOCKDOWN)
+        if path.startswith(("/auth/", "/graphql")):
+            extra = [*extra, _NO_STORE]
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                names = {name.lower() for name, _ in headers}
+                headers += [h for h in extra if h[0] not in names]
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+class ErrorBoundary:
+    """The last word on failures: logs any unexpected exception once, with its traceback, and answers
+    a JSON 500 if nothing was sent yet. (FastAPI's own error middleware answers its routes' 500s
+    through the same renderer and re-raises, so they are logged here too.)"""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except BFFError as exc:
+            if not started:
+                await send_error(send, exc)
+        except Exception as exc:
+            log.error("unhandled error: %s", type(exc).__name__, exc_info=exc)
+            if not started:
+                await send_error(send, InternalError())
+
+
+class Dispatcher:
+    """Sends `/graphql` straight to its raw ASGI endpoint and everything else (lifespan too) to FastAPI.
+
+    FastAPI's routing and dependency machinery cost a measurable share of a proxied request's CPU
+    (bench/results.md), so the hot path skips them.
+    """
+
+    def __init__(self, app: ASGIApp, graphql: ASGIApp) -> None:
+        self.app = app
+        self.graphql = graphql
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/graphql":
+            await self.graphql(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)

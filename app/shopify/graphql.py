@@ -1,0 +1,78 @@
+"""The Customer Account API's GraphQL endpoint, called with a customer's access token (the hot path).
+
+One pooled aiohttp session per process, set up once: the raw token as `Authorization` (Shopify wants no
+"Bearer"), JSON in and out, `Accept-Encoding: identity` (the body is passed to the browser as bytes, so
+gzip would arrive labelled as JSON), the BFF's User-Agent, no cookie jar (nothing may carry over between
+customers). Shopify's own `x-request-id` comes back as `X-Shopify-Request-Id`, since `X-Request-ID` is
+ours. Transport failures map to 502 `upstream_unavailable` and 504 `upstream_timeout`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import aiohttp
+
+from app.errors import UpstreamTimeout, UpstreamUnavailable
+from app.metrics import Metrics
+
+# Shopify's response headers the browser may see, under the names it sees them.
+_PASSED = {"retry-after": b"retry-after", "x-request-id": b"x-shopify-request-id"}
+
+
+@dataclass(frozen=True, slots=True)
+class GraphQLReply:
+    """Shopify's answer, passed through as is: status, body bytes and the allowed headers."""
+
+    status: int
+    body: bytes
+    headers: list[tuple[bytes, bytes]]
+
+
+class CustomerAccountAPI:
+    """POSTs GraphQL bodies to the shop's Customer Account API; open with `async with`."""
+
+    def __init__(self, *, user_agent: str, connect_timeout: float, read_timeout: float, metrics: Metrics) -> None:
+        self._headers = {
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "Accept-Encoding": "identity",
+            "User-Agent": user_agent,
+        }
+        self._timeout = aiohttp.ClientTimeout(sock_connect=connect_timeout, sock_read=read_timeout)
+        self._metrics = metrics
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> CustomerAccountAPI:
+        self._session = aiohttp.ClientSession(
+            timeout=self._timeout,
+            connector=aiohttp.TCPConnector(limit=256, ttl_dns_cache=300),
+            auto_decompress=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def post(self, url: str, body: bytes, *, token: str, accept_language: str | None) -> GraphQLReply:
+        assert self._session is not None, "use CustomerAccountAPI inside `async with`"
+        headers = {**self._headers, "Authorization": token}
+        if accept_language:
+            headers["Accept-Language"] = accept_language
+        started = time.perf_counter()
+        try:
+            async with self._session.post(url, data=body, headers=headers) as upstream:
+                payload = await upstream.read()
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            raise UpstreamTimeout("The Customer Account API timed out.") from exc
+        except aiohttp.ClientError as exc:
+            raise UpstreamUnavailable("The Customer Account API is unreachable.") from exc
+        self._metrics.upstream_latency.labels("graphql").observe(time.perf_counter() - started)
+        self._metrics.proxied.labels(str(upstream.status)).inc()
+        got = upstream.headers
+        passed = [(ours, got[theirs].encode("latin-1")) for theirs, ours in _PASSED.items() if theirs in got]
+        passed.append((b"content-type", got.get("content-type", "application/json").encode("latin-1")))
+        return GraphQLReply(upstream.status, payload, passed)

@@ -1,0 +1,37 @@
+"""The error catalog is the one list of codes, and the README's table says the same."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from app.errors import by_code, catalog, render
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def readme_error_table() -> dict[str, tuple[int, str]]:
+    text = README.read_text()
+    section = text.split("### Error codes", 1)[1].split("\n###", 1)[0]
+    rows = re.findall(r"^\| (\d{3}) \| `([a-z_]+)` \| (.+?) \|$", section, flags=re.MULTILINE)
+    return {code: (int(status), meaning) for status, code, meaning in rows}
+
+
+def test_the_readme_error_table_is_the_catalog() -> None:
+    assert readme_error_table() == catalog()
+
+
+def test_every_code_has_one_status_and_a_meaning() -> None:
+    for code, (status, meaning) in catalog().items():
+        found = by_code(code)
+        assert found is not None and found.status == status, code
+        assert 400 <= status < 600 and meaning.endswith("."), code
+
+
+def test_render_gives_the_one_body_shape_and_no_store() -> None:
+    cls = by_code("rate_limited")
+    assert cls is not None
+    status, headers, body = render(cls("Slow down.", headers={"Retry-After": "3"}))
+    assert status == 429
+    assert body == b'{"error": "rate_limited", "detail": "Slow down."}'
+    assert (b"cache-control", b"no-store") in headers and (b"retry-after", b"3") in headers
