@@ -88,7 +88,7 @@ def build_services(
         ),
         sessions=sessions,
         logins=PendingLogins(redis, cipher),
-        rate_limits=RateLimits(redis),
+        rate_limits=RateLimits(redis, clock=clock),
         discovery=discovery,
         oauth=oauth,
         credentials=credentials,

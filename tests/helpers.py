@@ -82,15 +82,33 @@ def make_settings(shop_url: str, redis_url: str, **overrides: Any) -> Settings:
     return load_settings(**values)
 
 
+class Clock:
+    """A clock the test moves by hand, for the BFF's `clock`: it starts at the last whole minute, so a
+    rate-limit window (per second or per minute) only ends when the test says so."""
+
+    def __init__(self) -> None:
+        self.now = float(int(time.time()) // 60 * 60)
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 @asynccontextmanager
 async def running_bff(
-    settings: Settings, *, client_ip: str = "127.0.0.1", log_stream: TextIO | None = None
+    settings: Settings,
+    *,
+    client_ip: str = "127.0.0.1",
+    log_stream: TextIO | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> AsyncIterator[httpx.AsyncClient]:
     """One BFF, in this process under its lifespan; the client keeps cookies like a browser would.
 
     `log_stream`: the BFF's JSON logs at info level go there (create_app configures logging, so this comes after).
     """
-    app = create_app(settings)
+    app = create_app(settings, clock=clock)
     if log_stream is not None:
         configure_logging("info", "json", stream=log_stream)
     async with LifespanManager(app) as manager:

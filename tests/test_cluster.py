@@ -10,7 +10,7 @@ import pytest
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 
 from devkit.redis_server import RedisCluster, start_cluster
-from tests.helpers import CSRF, Shop, gql, login_with_expired_token, make_settings, running_bff
+from tests.helpers import CSRF, Clock, Shop, gql, login_with_expired_token, make_settings, running_bff
 
 pytestmark = pytest.mark.slow
 
@@ -62,6 +62,6 @@ async def test_login_proxy_refresh_logout_on_a_cluster(
 
 async def test_rate_limits_work_on_a_cluster(shop: Shop, cluster: RedisCluster) -> None:
     settings = make_settings(shop.url, cluster.url, bff_rate_limit_login="2/minute")
-    async with running_bff(settings, client_ip="192.0.2.77") as client:
+    async with running_bff(settings, client_ip="192.0.2.77", clock=Clock()) as client:
         codes = [(await client.get("/auth/login")).status_code for _ in range(3)]
     assert codes == [302, 302, 429]

@@ -25,11 +25,11 @@ from tests.helpers import (
     LOGOUT_URL,
     SESSION_SECRET,
     STOREFRONT,
+    Clock,
     RateLimits,
     RedisConnections,
     Settings,
     Shop,
-    eventually,
     gql,
     login,
     make_settings,
@@ -44,9 +44,11 @@ OTHER_SESSION_SECRET = "Pz8rT2vK9qW4xN7mB1cJ5hL3dF6gS0aY"
 
 
 @asynccontextmanager
-async def bff_app(shop: Shop, redis_url: str, **overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
+async def bff_app(
+    shop: Shop, redis_url: str, *, clock: Clock | None = None, **overrides: Any
+) -> AsyncIterator[httpx.AsyncClient]:
     """One BFF 'deployment' with these settings; the client is a browser that keeps cookies."""
-    async with running_bff(make_settings(shop.url, redis_url, **overrides)) as client:
+    async with running_bff(make_settings(shop.url, redis_url, **overrides), clock=clock or Clock()) as client:
         yield client
 
 
@@ -72,7 +74,7 @@ async def test_credential_rotation_keeps_every_session(shop: Shop, redis_url: st
 
     # The merchant generates a new secret; both are valid. The BFF is deployed with new + previous.
     await shop.knob("credentials", add={"client_id": CLIENT_ID, "client_secret": NEW_SECRET})
-    rotated = {"shopify_client_secret": NEW_SECRET, "shopify_previous_client_secret": CLIENT_SECRET}
+    rotated: dict[str, Any] = {"shopify_client_secret": NEW_SECRET, "shopify_previous_client_secret": CLIENT_SECRET}
     async with bff_app(shop, redis_url, **rotated) as during:
         adopt(during, cookies)
         await expire_tokens(shop)
@@ -233,21 +235,48 @@ async def test_operator_ends_a_customers_sessions_from_the_command_line(
     assert (await bff.get("/auth/session")).json() == {"authenticated": False}
 
 
-async def test_customer_index_stays_bounded(bff: httpx.AsyncClient, shop: Shop, redis_client: aioredis.Redis) -> None:
-    for _ in range(30):  # each login replaces the browser's previous session
-        await login(bff, "index.bound@example.com")
-    sid = bff.cookies["bff_session"].rsplit(".", 1)[0]
-    (index,) = [k async for k in redis_client.scan_iter(match="bff:customer:*") if await redis_client.zscore(k, sid)]
-    size = await redis_client.zcard(index)
-    assert 1 <= size <= INDEX_PRUNE_AT + 1
+async def customer_index(redis_client: aioredis.Redis, client: httpx.AsyncClient) -> bytes:
+    """The Redis key of the index that holds this browser's session."""
+    sid = client.cookies["bff_session"].rsplit(".", 1)[0]
+    found: list[bytes] = [
+        k async for k in redis_client.scan_iter(match="bff:customer:*") if await redis_client.zscore(k, sid)
+    ]
+    (index,) = found
+    return index
+
+
+async def test_a_replaced_session_leaves_the_customer_index_at_once(
+    bff: httpx.AsyncClient, shop: Shop, redis_client: aioredis.Redis
+) -> None:
+    for _ in range(5):  # each login replaces the browser's previous session
+        await login(bff, "index.replace@example.com")
+    index = await customer_index(redis_client, bff)
+    assert await redis_client.zcard(index) == 1
     assert await redis_client.pttl(index) > 0
+
+
+async def test_the_customer_index_prunes_sessions_that_expired(
+    bff: httpx.AsyncClient, shop: Shop, redis_client: aioredis.Redis
+) -> None:
+    email = "index.prune@example.com"
+    for _ in range(INDEX_PRUNE_AT + 1):  # as many browsers, each with its own session
+        bff.cookies.clear()
+        await login(bff, email)
+    index = await customer_index(redis_client, bff)
+    assert await redis_client.zcard(index) == INDEX_PRUNE_AT + 1
+    async for key in redis_client.scan_iter(match="bff:session:*"):  # they all expire, as idle sessions do
+        await redis_client.delete(key)
+    bff.cookies.clear()
+    await login(bff, email)  # the index is over INDEX_PRUNE_AT: the dead are pruned
+    assert await redis_client.zcard(await customer_index(redis_client, bff)) == 1
 
 
 # --- Rate limits ------------------------------------------------------------------------------------------
 
 
 async def test_login_rate_limit_trips_and_recovers(shop: Shop, redis_url: str) -> None:
-    async with bff_app(shop, redis_url, bff_rate_limit_login="3/second") as client:
+    clock = Clock()
+    async with bff_app(shop, redis_url, clock=clock, bff_rate_limit_login="3/second") as client:
         codes = [(await client.get("/auth/login")).status_code for _ in range(4)]
         assert codes == [302, 302, 302, 429]
         limited = await client.get("/auth/login")
@@ -257,11 +286,8 @@ async def test_login_rate_limit_trips_and_recovers(shop: Shop, redis_url: str) -
         spoofed = await client.get("/auth/login", headers={"X-Forwarded-For": "203.0.113.9"})
         assert spoofed.status_code == 429
 
-        # The window moves on the BFF's clock (time.time() in `limits`): poll until the first hit has left it.
-        async def admitted() -> bool:
-            return (await client.get("/auth/login")).status_code == 302
-
-        await eventually(admitted, timeout=2.0, what="a login once the second is over")
+        clock.advance(1)  # the next window
+        assert (await client.get("/auth/login")).status_code == 302
 
 
 async def test_trusted_proxy_forwarded_for_is_used(shop: Shop, redis_url: str) -> None:
@@ -275,18 +301,16 @@ async def test_trusted_proxy_forwarded_for_is_used(shop: Shop, redis_url: str) -
 
 
 async def test_graphql_rate_limit_per_session(shop: Shop, redis_url: str) -> None:
-    async with bff_app(shop, redis_url, bff_rate_limit_graphql="3/second") as client:
+    clock = Clock()
+    async with bff_app(shop, redis_url, clock=clock, bff_rate_limit_graphql="3/second") as client:
         await login(client)
         codes = [(await gql(client)).status_code for _ in range(4)]
         assert codes == [200, 200, 200, 429]
         limited = await gql(client)
         assert limited.json()["error"] == "rate_limited" and limited.headers["retry-after"] == "1"
 
-        # The window is a Redis key with a one-second PEXPIRE: poll until it has gone.
-        async def admitted() -> bool:
-            return (await gql(client)).status_code == 200
-
-        await eventually(admitted, timeout=2.0, what="a /graphql call once the second is over")
+        clock.advance(1)  # the next window
+        assert (await gql(client)).status_code == 200
 
 
 # --- GraphQL allowlist and depth ----------------------------------------------------------------------
@@ -374,9 +398,9 @@ async def test_graphql_asks_shopify_for_an_uncompressed_body(bff: httpx.AsyncCli
 
 async def test_ipv6_clients_are_limited_per_64(shop: Shop, redis_url: str) -> None:
     settings = make_settings(shop.url, redis_url, bff_rate_limit_login="2/minute")
-    codes = []
+    codes, clock = [], Clock()
     for host in ("2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:2:ffff::3"):  # one /64, three addresses
-        async with running_bff(settings, client_ip=host) as client:
+        async with running_bff(settings, client_ip=host, clock=clock) as client:
             codes.append((await client.get("/auth/login")).status_code)
     assert codes == [302, 302, 429]
 

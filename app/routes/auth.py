@@ -177,7 +177,9 @@ async def callback(
 
     previous = cookies.session(cookie_header).sid
     if previous is not None:
-        await sessions.delete(previous)  # never let a pre-login session id survive the login
+        # Never let a pre-login session id survive the login; its customer's index forgets it too.
+        replaced = await sessions.peek(previous)
+        await sessions.delete(previous, sub=replaced.sub if replaced else None)
     metrics.callbacks.labels("ok").inc()
     metrics.sessions_created.inc()
     return _redirect(pending.return_to, 302, cookies.set_session(session.sid))

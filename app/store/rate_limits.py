@@ -1,8 +1,9 @@
 """Rate limits: one algorithm, a fixed-window counter in Redis, for logins and for /graphql.
 
-A window opens at the first request and lasts the rate's period; the request that takes the count past
-the limit is refused with 429 and a Retry-After until the window closes. Fixed windows cost one INCR and
-allow at most twice the limit across a window boundary, which is acceptable for abuse control.
+Windows are aligned to the BFF's clock: window n covers [n·period, (n+1)·period), and its counter's key
+carries n, so every process counts into the same key and a new window starts from zero. The request that
+takes the count past the limit is refused with 429 and a Retry-After until the window ends. Fixed windows
+cost one INCR and allow at most twice the limit across a window boundary, acceptable for abuse control.
 
 The same Lua function (`RATE_LUA`) runs standalone for login and callback (per client IP) and inside the
 session-read script for /graphql (per session), so the hot path stays at one Redis round trip.
@@ -13,6 +14,8 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,48 +45,57 @@ class Rate:
     def window_ms(self) -> int:
         return self.period * 1000
 
+    def window(self, now: float) -> Window:
+        """The window `now` falls in."""
+        index = int(now // self.period)
+        return Window(index, max(1, math.ceil((index + 1) * self.period - now)))
 
-# Returns false, or the milliseconds until the window closes when this request is over the limit.
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """One rate-limit window: its number (part of the counter's key) and the seconds left in it."""
+
+    index: int
+    seconds_left: int
+
+
+# Counts one request in a window's counter (which expires with the window, plus a margin for clock
+# skew between processes); true when this request is over the limit.
 RATE_LUA = """
 local function over_limit(key, limit, window_ms)
   if limit <= 0 then return false end
   local n = redis.call('INCR', key)
-  if n == 1 then redis.call('PEXPIRE', key, window_ms) end
-  if n > limit then return math.max(1, redis.call('PTTL', key)) end
-  return false
+  if n == 1 then redis.call('PEXPIRE', key, window_ms + 5000) end
+  return n > limit
 end
 """
 
 _HIT = (
     RATE_LUA
     + """
-local wait = over_limit(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]))
-if wait then return wait end
+if over_limit(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])) then return 1 end
 return 0
 """
 )
 
 
-def retry_after(wait_ms: int) -> str:
-    return str(max(1, math.ceil(wait_ms / 1000)))
-
-
 class RateLimits:
     """Counts requests per key (a client IP bucket, a session) and refuses the excess."""
 
-    def __init__(self, redis: RedisConnections) -> None:
+    def __init__(self, redis: RedisConnections, *, clock: Callable[[], float] = time.time) -> None:
         self._hit: Any = redis.client.register_script(_HIT)
+        self._clock = clock
 
     async def hit(self, scope: str, key: str, rate: Rate, *, detail: str) -> None:
         """Count one request; raise 429 `rate_limited` over the limit."""
         if rate.amount <= 0:
             return
+        window = rate.window(self._clock())
         # The rate is part of the key, so a changed setting counts afresh. The key's length is bounded by
         # the caller (an IP bucket); the hash tag keeps it in one Cluster slot.
-        name = f"bff:rl:{scope}:{rate.amount}/{rate.period}:{{{key}}}"
-        wait = int(await guarded(self._hit(keys=[name], args=[rate.amount, rate.window_ms])))
-        if wait > 0:
-            raise RateLimited(detail, headers={"Retry-After": retry_after(wait)})
+        name = f"bff:rl:{scope}:{rate.amount}/{rate.period}:{window.index}:{{{key}}}"
+        if await guarded(self._hit(keys=[name], args=[rate.amount, rate.window_ms])):
+            raise RateLimited(detail, headers={"Retry-After": str(window.seconds_left)})
 
 
 def ip_bucket(address: str) -> str:

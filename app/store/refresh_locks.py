@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from redis.asyncio.lock import Lock
 from redis.exceptions import LockError
 
+from app.errors import SessionStoreUnavailable
 from app.store.connections import RedisConnections, guarded
 
 OUTCOME_SECONDS = 5
@@ -34,20 +35,35 @@ class RefreshLocks:
 
     def __init__(self, redis: RedisConnections) -> None:
         self._redis = redis.client
+        # Locks this process holds but could not release because Redis went away: released first
+        # thing when the session is refreshed again, instead of everyone waiting out their TTL.
+        self._unreleased: dict[str, bytes] = {}
+
+    def _lock(self, sid: str, ttl: float) -> Lock:
+        return Lock(self._redis, _lock_key(sid), timeout=ttl, blocking=False, thread_local=False)
 
     @asynccontextmanager
     async def hold(self, sid: str, *, ttl: float) -> AsyncIterator[bool]:
         """Try once to take the session's refresh lock; yields whether we own it."""
-        lock = Lock(self._redis, _lock_key(sid), timeout=ttl, blocking=False, thread_local=False)
+        stale_token = self._unreleased.pop(sid, None)
+        if stale_token is not None:
+            await self._release(self._lock(sid, ttl), stale_token, sid)
+        lock = self._lock(sid, ttl)
         got = await guarded(lock.acquire())
         try:
             yield got
         finally:
             if got:
-                try:
-                    await guarded(lock.release())
-                except LockError:
-                    pass  # it expired mid-refresh; the generation check keeps the write safe anyway
+                await self._release(lock, lock.local.token, sid)
+
+    async def _release(self, lock: Lock, token: bytes, sid: str) -> None:
+        try:
+            await guarded(lock.do_release(token))
+        except LockError:
+            pass  # it expired meanwhile; the generation check keeps the write safe anyway
+        except SessionStoreUnavailable:
+            self._unreleased[sid] = token
+            raise
 
     async def held(self, sid: str) -> bool:
         return bool(await guarded(self._redis.exists(_lock_key(sid))))

@@ -2,7 +2,7 @@
 
 Key layout (the `{...}` hash tag keeps every key of one session in one Redis Cluster slot):
   bff:session:{sid}          string  "{absolute deadline ms}:{generation}:{encrypted session JSON}"
-  bff:rl:graphql:{sid}       string  /graphql requests in the current rate-limit window (rate_limits.py)
+  bff:rl:graphql:{n}:{sid}   string  /graphql requests in rate-limit window n (rate_limits.py)
   bff:customer:{h(sub)}      zset    the customer's session ids, scored by absolute deadline
 
 Records are encrypted (AES-GCM, the session id as associated data), so a Redis dump or MONITOR shows no
@@ -23,7 +23,7 @@ from typing import Any, cast
 from app.crypto import TokenCipher
 from app.errors import RateLimited
 from app.store.connections import RedisConnections, guarded
-from app.store.rate_limits import RATE_LUA, Rate, retry_after
+from app.store.rate_limits import RATE_LUA, Rate
 
 log = logging.getLogger("bff.sessions")
 
@@ -44,8 +44,7 @@ if not v then return false end
 local ttl = math.min(tonumber(ARGV[2]), tonumber(string.match(v, '^(%d+):')) - tonumber(ARGV[1]))
 if ttl <= 0 then redis.call('DEL', KEYS[1]) return false end
 if redis.call('PTTL', KEYS[1]) < ttl - tonumber(ARGV[3]) then redis.call('PEXPIRE', KEYS[1], ttl) end
-local wait = over_limit(KEYS[2], tonumber(ARGV[4]), tonumber(ARGV[5]))
-if wait then return {v, tostring(ttl), tostring(wait)} end
+if over_limit(KEYS[2], tonumber(ARGV[4]), tonumber(ARGV[5])) then return {v, tostring(ttl), '1'} end
 return {v, tostring(ttl)}
 """
 )
@@ -90,8 +89,8 @@ def _session_key(sid: str) -> str:
     return f"bff:session:{{{sid}}}"
 
 
-def _rate_key(sid: str) -> str:
-    return f"bff:rl:graphql:{{{sid}}}"
+def _rate_key(sid: str, window: int) -> str:
+    return f"bff:rl:graphql:{window}:{{{sid}}}"
 
 
 def _customer_key(sub: str) -> str:
@@ -149,19 +148,19 @@ class SessionStore:
 
         Raises a 429 `rate_limited` when the session is over its limit.
         """
+        now = self._clock()
+        window = rate.window(now)
         found = await guarded(
             self._read(
-                keys=[_session_key(sid), _rate_key(sid)],
-                args=[self._now_ms(), self._idle_ms, self._slack_ms, rate.amount, rate.window_ms],
+                keys=[_session_key(sid), _rate_key(sid, window.index)],
+                args=[int(now * 1000), self._idle_ms, self._slack_ms, rate.amount, rate.window_ms],
             )
         )
         if not found:
             return None
         values = cast(list[bytes], found)
         if len(values) == 3:
-            raise RateLimited(
-                "Too many requests for this session.", headers={"Retry-After": retry_after(int(values[2]))}
-            )
+            raise RateLimited("Too many requests for this session.", headers={"Retry-After": str(window.seconds_left)})
         return self._unpack(sid, values[0], int(values[1]))
 
     async def peek(self, sid: str) -> Session | None:
@@ -185,7 +184,8 @@ class SessionStore:
         return replace(session, generation=new_generation) if ok else None
 
     async def delete(self, sid: str, *, sub: str | None = None) -> None:
-        await guarded(self._redis.delete(_session_key(sid), _rate_key(sid)))
+        # The session's rate-limit counters expire with their windows.
+        await guarded(self._redis.delete(_session_key(sid)))
         if sub is not None:
             await guarded(self._redis.zrem(_customer_key(sub), sid))
 
@@ -217,7 +217,6 @@ class SessionStore:
         ended = 0
         for sid in await self.session_ids_of(sub):
             ended += int(await guarded(self._redis.delete(_session_key(sid))))
-            await guarded(self._redis.delete(_rate_key(sid)))
         await guarded(self._redis.delete(_customer_key(sub)))
         return ended
 
