@@ -13,7 +13,7 @@ from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_valid
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.crypto import derive_key
-from app.store.rate_limits import Rate
+from app.rates import Rate
 from app.urls import Origin, is_loopback
 
 PLACEHOLDERS = ("changeme", "changethis", "replace-me", "secret", "xxx", "placeholder", "example")
@@ -83,6 +83,23 @@ def _encryption_keys(raw: str) -> tuple[bytes, ...]:
     return tuple(keys)
 
 
+def _check_credential(name: str, value: str) -> None:
+    # HTTP Basic client authentication: RFC 6749 wants both values form-urlencoded first, Shopify's
+    # docs show them plain, and authlib has done both across versions. For these characters all
+    # three agree, so the header cannot depend on which one is right.
+    if not re.fullmatch(r"[A-Za-z0-9._~-]+", value):
+        raise ValueError(f"{name} may only contain letters, digits and . _ ~ - (as Shopify issues them)")
+
+
+def _metrics_address(listener: str) -> tuple[str, int] | None:
+    if listener in {"public", "off"}:
+        return None
+    host, _, port = listener.rpartition(":")
+    if not 1 <= int(port) <= 65535:
+        raise ValueError(f"BFF_METRICS_LISTENER's port must be 1 to 65535, got {port}")
+    return host.strip("[]"), int(port)
+
+
 def _rate(name: str, value: str) -> Rate:
     try:
         return Rate.parse(value)
@@ -109,7 +126,7 @@ class Settings(BaseSettings):
     bff_allowed_origins: Annotated[tuple[str, ...], NoDecode] = ()
     bff_post_logout_redirect_url: str
     bff_session_secret: SecretStr
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_url: str = Field(default="redis://127.0.0.1:6379/0", repr=False)  # may carry a password
 
     bff_dev_mode: bool = False
     bff_session_idle_timeout: int = Field(default=7 * 24 * 3600, ge=60)
@@ -140,6 +157,7 @@ class Settings(BaseSettings):
     _trusted_proxies: tuple[IPNetwork, ...] = PrivateAttr()
     _login_rate: Rate = PrivateAttr()
     _graphql_rate: Rate = PrivateAttr()
+    _metrics_address: tuple[str, int] | None = PrivateAttr()
 
     @field_validator("bff_allowed_origins", "bff_trusted_proxies", mode="before")
     @classmethod
@@ -200,6 +218,12 @@ class Settings(BaseSettings):
             raise ValueError("SHOPIFY_CLIENT_SECRET must be set (Customer Account API settings → Credentials)")
         if self.shopify_previous_client_id and not self.shopify_previous_client_secret:
             raise ValueError("SHOPIFY_PREVIOUS_CLIENT_ID is set but SHOPIFY_PREVIOUS_CLIENT_SECRET is not")
+        _check_credential("SHOPIFY_CLIENT_ID", self.shopify_client_id)
+        _check_credential("SHOPIFY_CLIENT_SECRET", self.shopify_client_secret.get_secret_value())
+        if self.shopify_previous_client_id:
+            _check_credential("SHOPIFY_PREVIOUS_CLIENT_ID", self.shopify_previous_client_id)
+        if self.shopify_previous_client_secret:
+            _check_credential("SHOPIFY_PREVIOUS_CLIENT_SECRET", self.shopify_previous_client_secret.get_secret_value())
 
         proxies = []
         for entry in self.bff_trusted_proxies:
@@ -212,16 +236,12 @@ class Settings(BaseSettings):
         self._graphql_rate = _rate("BFF_RATE_LIMIT_GRAPHQL", self.bff_rate_limit_graphql)
         if self.bff_session_absolute_lifetime < self.bff_session_idle_timeout:
             raise ValueError("BFF_SESSION_ABSOLUTE_LIFETIME must be at least BFF_SESSION_IDLE_TIMEOUT")
+        self._metrics_address = _metrics_address(self.bff_metrics_listener)
         return self
 
     @property
     def shop_origin(self) -> Origin:
         return self._shop_origin
-
-    @property
-    def allowed_origins(self) -> tuple[Origin, ...]:
-        """Storefront origins (BFF_ALLOWED_ORIGINS), in the order given."""
-        return self._allowed_origins
 
     @property
     def trusted_origins(self) -> frozenset[Origin]:
@@ -264,7 +284,12 @@ class Settings(BaseSettings):
 
     @property
     def secure_cookies(self) -> bool:
-        return self.public_url.startswith("https://")
+        return self.public_origin.startswith("https://")  # Origin is lower-cased, so HTTPS:// counts too
+
+    @property
+    def metrics_address(self) -> tuple[str, int] | None:
+        """Where a separate /metrics listener binds (BFF_METRICS_LISTENER=host:port), else None."""
+        return self._metrics_address
 
     @property
     def default_return_to(self) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import OriginNotAllowed, send_error
+from app.urls import is_trusted
 
 ALLOW_METHODS = ("GET", "POST")
 ALLOW_HEADERS = ("content-type", "x-csrf", "accept-language", "x-request-id")
@@ -35,7 +36,6 @@ class CORS:
         self._simple_headers = [
             (b"access-control-allow-credentials", b"true"),
             (b"access-control-expose-headers", ", ".join(EXPOSE_HEADERS).encode()),
-            (b"vary", b"Origin"),
         ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -53,14 +53,15 @@ class CORS:
         if origin is None:
             await self.app(scope, receive, send)
             return
-        allowed = origin.decode("latin-1") in self.origins
+        # The same predicate as the CSRF check (security.py), so the two never disagree on an origin.
+        allowed = is_trusted(origin.decode("latin-1"), self.origins)
         if scope["method"] == "OPTIONS" and method is not None:
             await self._preflight(send, origin if allowed else None, method, requested)
             return
-        if not allowed:
-            await self.app(scope, receive, send)
-            return
-        headers = [(b"access-control-allow-origin", origin), *self._simple_headers]
+        # Vary on every answer to a request with an Origin, allowed or not, so no shared cache hands
+        # one origin's variant to another.
+        headers = [(b"access-control-allow-origin", origin), *self._simple_headers] if allowed else []
+        headers.append((b"vary", b"Origin"))
 
         async def send_with_cors(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -72,7 +73,7 @@ class CORS:
     async def _preflight(self, send: Send, origin: bytes | None, method: bytes, requested: bytes | None) -> None:
         asked = {h.strip().lower() for h in (requested or b"").decode("latin-1").split(",") if h.strip()}
         if origin is None or method.decode("latin-1") not in ALLOW_METHODS or not asked <= set(ALLOW_HEADERS):
-            await send_error(send, OriginNotAllowed())
+            await send_error(send, OriginNotAllowed(), extra=[(b"vary", b"Origin")])
             return
         headers = [(b"access-control-allow-origin", origin), *self._preflight_headers]
         await send({"type": "http.response.start", "status": 200, "headers": headers})

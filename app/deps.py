@@ -3,22 +3,24 @@ function that turns a `Cookie` header into a session, shared by the FastAPI rout
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 
 from app.config import Settings
-from app.cookies import CookieJar
+from app.cookies import CookieJar, SessionCookie
 from app.errors import NotAuthenticated, SessionExpired
 from app.graphql_policy import GraphQLPolicy
 from app.metrics import Metrics
+from app.rates import Rate
 from app.shopify.credentials import Credentials
 from app.shopify.discovery import Discovery
 from app.shopify.graphql import CustomerAccountAPI
 from app.shopify.oauth import ShopifyOAuth
 from app.store.logins import PendingLogins
-from app.store.rate_limits import Rate, RateLimits
+from app.store.rate_limits import RateLimits
 from app.store.sessions import UNLIMITED, Session, SessionStore
 from app.tokens import TokenRefresher
 
@@ -39,6 +41,7 @@ class Services:
     graphql: CustomerAccountAPI
     graphql_policy: GraphQLPolicy
     metrics: Metrics
+    clock: Callable[[], float]  # the time sessions, tokens and rate limits are judged by
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +67,14 @@ async def session_from_cookie(
     `slide` reads through the session-read script (idle expiry slid, `rate` counted); without it the
     session is only peeked at, as logout does.
     """
-    cookie = cookies.session(cookie_header)
+    return await load_session(cookies.session(cookie_header), sessions, slide=slide, rate=rate)
+
+
+async def load_session(
+    cookie: SessionCookie, sessions: SessionStore, *, slide: bool = True, rate: Rate = UNLIMITED
+) -> CookieSession:
+    """The second half of `session_from_cookie`, for a cookie already verified (the raw path checks
+    the signature before it reads the body)."""
     session = None
     if cookie.sid is not None:
         session = await (sessions.load(cookie.sid, rate=rate) if slide else sessions.peek(cookie.sid))
@@ -121,6 +131,10 @@ def _metrics(request: Request) -> Metrics:
     return services(request).metrics
 
 
+def _clock(request: Request) -> Callable[[], float]:
+    return services(request).clock
+
+
 async def _slid_session(request: Request) -> CookieSession:
     s = services(request)
     return await session_from_cookie(request.headers.get("cookie"), s.cookies, s.sessions)
@@ -139,6 +153,7 @@ ShopDiscovery = Annotated[Discovery, Depends(_discovery)]
 OAuth = Annotated[ShopifyOAuth, Depends(_oauth)]
 ClientCredentials = Annotated[Credentials, Depends(_credentials)]
 MetricsDep = Annotated[Metrics, Depends(_metrics)]
+Clock = Annotated[Callable[[], float], Depends(_clock)]
 # The cookie's session (None when absent or ended), its idle expiry slid.
 BrowserSession = Annotated[CookieSession, Depends(_slid_session)]
 # A logged-in customer's session, or 401: for endpoints that need one.

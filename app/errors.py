@@ -6,8 +6,8 @@ shape, `{"error": code, "detail": text}`, for the FastAPI routes and the raw `/g
 
     BFFError
      ├── 400  InvalidRequest, InvalidJSON, InvalidReturnTo, InvalidState, StateMismatch, CodeRejected,
-     │        InvalidIdToken, LoginRequired, AccessDenied, AuthorizationFailed, QueryTooDeep,
-     │        ClientDisconnected
+     │        InvalidIdToken, LoginRequired, InteractionRequired, ConsentRequired,
+     │        AccountSelectionRequired, AccessDenied, AuthorizationFailed, QueryTooDeep, ClientDisconnected
      ├── 401  NotAuthenticated, SessionExpired (also InvalidGrant: Shopify ended the session)
      ├── 403  CsrfFailed, OriginNotAllowed, OperationNotAllowed
      ├── 404  NotFound          405  MethodNotAllowed        413  BodyTooLarge        429  RateLimited
@@ -16,15 +16,18 @@ shape, `{"error": code, "detail": text}`, for the FastAPI routes and the raw `/g
      ├── 503  SessionStoreUnavailable, TokenEndpointUnavailable, TokenEndpointThrottled
      └── 504  UpstreamTimeout, TokenEndpointTimeout, DiscoveryTimeout, RefreshTimeout
 
-Nothing Shopify sends is echoed in a detail, since it may carry tokens.
+Nothing Shopify sends is echoed in a detail, since it may carry tokens. `Cache-Control: no-store` on
+every error response comes from the pipeline (pipeline.SecurityHeaders), like every other header.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from typing import ClassVar
 
+from starlette.responses import Response
 from starlette.types import Send
 
 log = logging.getLogger("bff.errors")
@@ -100,6 +103,24 @@ class LoginRequired(BFFError):
     """`prompt=none` found no session at the shop: the customer must sign in."""
 
     status, code = 400, "login_required"
+
+
+class InteractionRequired(BFFError):
+    """`prompt=none` could not finish without the customer's interaction."""
+
+    status, code = 400, "interaction_required"
+
+
+class ConsentRequired(BFFError):
+    """`prompt=none` could not finish without the customer's consent."""
+
+    status, code = 400, "consent_required"
+
+
+class AccountSelectionRequired(BFFError):
+    """`prompt=none` could not finish without the customer choosing an account."""
+
+    status, code = 400, "account_selection_required"
 
 
 class AccessDenied(BFFError):
@@ -286,27 +307,33 @@ def by_code(code: str) -> type[BFFError] | None:
     return next((cls for cls in _all(BFFError) if cls.code == code), None)
 
 
-_SHOPIFY_LOGIN_ERRORS: dict[str, type[BFFError]] = {"login_required": LoginRequired, "access_denied": AccessDenied}
-
-
-def login_error(shopify_error: str) -> BFFError:
-    """The catalog error for an OAuth `error=` on the callback; unknown ones are `authorization_failed`."""
-    return _SHOPIFY_LOGIN_ERRORS.get(shopify_error, AuthorizationFailed)("Shopify ended the login without a code.")
+def log_failure(error: BFFError) -> None:
+    """Log a 5xx with its code. An `InternalError` is left to the error boundary, which logs it once,
+    with its traceback."""
+    if error.status >= 500 and not isinstance(error, InternalError):
+        log.warning("request failed: %s %s", error.status, error.code)
 
 
 def render(error: BFFError) -> tuple[int, Headers, bytes]:
-    """(status, headers, body) for an error; every 5xx is logged with its code."""
-    if error.status >= 500:
-        log.warning("request failed: %s %s", error.status, error.code)
+    """(status, headers, body) for an error; every 5xx is logged with its code (`log_failure`)."""
+    log_failure(error)
     body = json.dumps({"error": error.code, "detail": error.detail}).encode()
-    headers: Headers = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
+    headers: Headers = [(b"content-type", b"application/json")]
     headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in error.headers.items()]
     return error.status, headers, body
 
 
-async def send_error(send: Send, error: BFFError) -> None:
+def error_response(error: BFFError) -> Response:
+    """The rendered error as a Starlette response, for the FastAPI routes."""
+    status, headers, body = render(error)
+    response = Response(body, status)
+    response.raw_headers.extend(headers)
+    return response
+
+
+async def send_error(send: Send, error: BFFError, *, extra: Sequence[tuple[bytes, bytes]] = ()) -> None:
     """Answer a raw ASGI request with a catalog error (for the layers that answer by themselves)."""
     status, headers, body = render(error)
-    headers.append((b"content-length", b"%d" % len(body)))
+    headers += [*extra, (b"content-length", b"%d" % len(body))]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -20,7 +20,7 @@ from app.cookies import CookieJar
 from app.cors import CORS
 from app.crypto import TokenCipher
 from app.deps import Services
-from app.errors import BFFError, InternalError, InvalidRequest, MethodNotAllowed, NotFound, render
+from app.errors import BFFError, InternalError, InvalidRequest, MethodNotAllowed, NotFound, error_response
 from app.graphql_policy import GraphQLPolicy, load_allowlist
 from app.logs import RequestLog, configure_logging
 from app.metrics import Metrics
@@ -98,20 +98,20 @@ def build_services(
             allowlist=load_allowlist(allowlist) if allowlist else None, max_depth=settings.bff_graphql_max_depth
         ),
         metrics=metrics,
+        clock=clock,
     )
 
 
 def _start_metrics_listener(settings: Settings, metrics: Metrics, stack: AsyncExitStack) -> None:
     """Serve /metrics on its own host:port, away from the public listener, when so configured."""
-    listener = settings.bff_metrics_listener
-    if listener in {"public", "off"}:
+    if settings.metrics_address is None:
         return
-    host, _, port = listener.rpartition(":")
+    host, port = settings.metrics_address
     try:
-        server, thread = start_http_server(int(port), addr=host.strip("[]"), registry=metrics.registry)
+        server, thread = start_http_server(port, addr=host, registry=metrics.registry)
     except OSError as exc:
         # With several workers only the first can bind; the others' metrics are not exported there.
-        log.warning("metrics listener %s not started: %s", listener, exc)
+        log.warning("metrics listener %s not started (BFF_METRICS_LISTENER): %s", settings.bff_metrics_listener, exc)
         return
     # Run in reverse: stop serving, wait for the thread, then close the listening socket.
     stack.callback(server.server_close)
@@ -126,8 +126,7 @@ def _install_error_handlers(app: FastAPI, metrics: Callable[[], Metrics | None])
         found = metrics()
         if found is not None:
             found.count_rejection(error.code)
-        status, headers, body = render(error)
-        return Response(body, status, headers={k.decode(): v.decode() for k, v in headers})
+        return error_response(error)
 
     async def bff_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, BFFError)
@@ -139,6 +138,8 @@ def _install_error_handlers(app: FastAPI, metrics: Callable[[], Metrics | None])
             return respond(MethodNotAllowed(headers=dict(exc.headers or {})))
         if exc.status_code == 404:
             return respond(NotFound())
+        if exc.status_code >= 500:
+            return respond(InternalError())
         return respond(InvalidRequest(str(exc.detail)))
 
     async def validation_error(_: Request, exc: Exception) -> Response:

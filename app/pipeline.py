@@ -1,7 +1,7 @@
 """The ASGI stack every request passes through, composed once by the app factory, outermost first:
 
     RequestLog       request id (X-Request-ID) and one access-log line      (logs.py)
-    SecurityHeaders  nosniff, no-referrer, lockdown CSP, no-store on /auth and /graphql
+    SecurityHeaders  nosniff, no-referrer, lockdown CSP; no-store on errors, /auth, /graphql, /readyz
     CORS             allowed storefront origins only; rejected preflights are JSON 403s  (cors.py)
     ErrorBoundary    anything unexpected becomes a logged JSON 500, never a traceback
     Dispatcher       `/graphql` to its raw ASGI endpoint, everything else (lifespan too) to FastAPI
@@ -29,32 +29,41 @@ _LOCKDOWN = [
     (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'; base-uri 'none'"),
     (b"x-frame-options", b"DENY"),
 ]
-_NO_STORE = (b"cache-control", b"no-store")
+_NO_STORE = [(b"cache-control", b"no-store")]
+# Answers about a customer or a session, and the readiness of this instance: never cached.
+_PRIVATE_PATHS = ("/auth/", "/graphql", "/readyz")
 
 
 class SecurityHeaders:
-    """Adds nosniff, no-referrer and a lockdown CSP to every response; `no-store` under /auth and /graphql."""
+    """Adds nosniff, no-referrer and a lockdown CSP to every response; `Cache-Control: no-store` to
+    every error and everything under /auth, /graphql and /readyz."""
 
     def __init__(self, app: ASGIApp, *, exempt_paths: tuple[str, ...] = ()) -> None:
         """`exempt_paths` skip the CSP (dev mode's /docs page runs scripts)."""
         self.app = app
         self.exempt = exempt_paths
+        # (lockdown, no_store) -> the headers to add, built once.
+        self._variants = {
+            (lockdown, no_store): _ALWAYS + (_LOCKDOWN if lockdown else []) + (_NO_STORE if no_store else [])
+            for lockdown in (True, False)
+            for no_store in (True, False)
+        }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
-        extra = _ALWAYS + ([] if self.exempt and path.startswith(self.exempt) else _LOCKDOWN)
-        if path.startswith(("/auth/", "/graphql")):
-            extra = [*extra, _NO_STORE]
+        lockdown = not (self.exempt and path.startswith(self.exempt))
+        private = path.startswith(_PRIVATE_PATHS)
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                names = {name.lower() for name, _ in headers}
-                headers += [h for h in extra if h[0] not in names]
-                message["headers"] = headers
+                headers = message.setdefault("headers", [])
+                extra = self._variants[lockdown, private or message["status"] >= 400]
+                if any(name == b"cache-control" for name, _ in headers):
+                    extra = [h for h in extra if h[0] != b"cache-control"]
+                message["headers"] = [*headers, *extra]
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
@@ -82,12 +91,15 @@ class ErrorBoundary:
 
         try:
             await self.app(scope, receive, tracking_send)
-        except BFFError as exc:
-            if not started:
-                await send_error(send, exc)
         except Exception as exc:
-            log.error("unhandled error: %s", type(exc).__name__, exc_info=exc)
-            if not started:
+            if started:
+                # Already answered (FastAPI's 500 handler re-raises), or too late to answer: the client
+                # has what it has; the log gets the reason.
+                log.error("unhandled error: %s", type(exc).__name__, exc_info=exc)
+            elif isinstance(exc, BFFError):
+                await send_error(send, exc)
+            else:
+                log.error("unhandled error: %s", type(exc).__name__, exc_info=exc)
                 await send_error(send, InternalError())
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import aiohttp
 from redis.asyncio import Redis
 
-from app.store.rate_limits import Rate
+from app.rates import Rate
 from app.store.sessions import SessionStore
 from bench.bff import GRAPHQL_BODY, fake_session
 

@@ -29,6 +29,15 @@ def test_good_settings_load() -> None:
     assert "Zq3v9" not in repr(settings)
 
 
+def test_no_secret_reaches_the_settings_repr() -> None:
+    settings = load_settings(**GOOD, redis_url="redis://:hunter2-redis-password@redis.internal:6379/0")
+    assert "hunter2" not in repr(settings) and "a-real-looking" not in repr(settings)
+
+
+def test_an_upper_case_https_public_url_still_gets_secure_cookies() -> None:
+    assert load_settings(**{**GOOD, "bff_public_url": "HTTPS://bff.example.com"}).secure_cookies
+
+
 @pytest.mark.parametrize(
     ("override", "variable"),
     [
@@ -53,6 +62,10 @@ def test_good_settings_load() -> None:
         ({"bff_trusted_proxies": "10.0.0.0/8,proxy.internal"}, "BFF_TRUSTED_PROXIES"),
         ({"shopify_previous_client_id": "old-client"}, "SHOPIFY_PREVIOUS_CLIENT_SECRET"),
         ({"bff_metrics_listener": "everywhere"}, "BFF_METRICS_LISTENER"),
+        ({"bff_metrics_listener": "127.0.0.1:99999"}, "BFF_METRICS_LISTENER"),
+        ({"shopify_client_secret": "s3cret with spaces"}, "SHOPIFY_CLIENT_SECRET"),
+        ({"shopify_client_id": "client:id"}, "SHOPIFY_CLIENT_ID"),
+        ({"shopify_client_secret": "sécret-sécret"}, "SHOPIFY_CLIENT_SECRET"),
     ],
 )
 def test_bad_settings_name_the_variable(override: dict[str, str], variable: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from app.errors import by_code, catalog, render
+from app.errors import BFFError, _all, by_code, catalog, render
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -22,16 +22,20 @@ def test_the_readme_error_table_is_the_catalog() -> None:
 
 
 def test_every_code_has_one_status_and_a_meaning() -> None:
+    statuses: dict[str, set[int]] = {}
+    for cls in _all(BFFError):
+        statuses.setdefault(cls.code, set()).add(cls.status)
+    assert {code: s for code, s in statuses.items() if len(s) > 1} == {}
     for code, (status, meaning) in catalog().items():
         found = by_code(code)
         assert found is not None and found.status == status, code
         assert 400 <= status < 600 and meaning.endswith("."), code
 
 
-def test_render_gives_the_one_body_shape_and_no_store() -> None:
+def test_render_gives_the_one_body_shape() -> None:
     cls = by_code("rate_limited")
     assert cls is not None
     status, headers, body = render(cls("Slow down.", headers={"Retry-After": "3"}))
     assert status == 429
     assert body == b'{"error": "rate_limited", "detail": "Slow down."}'
-    assert (b"cache-control", b"no-store") in headers and (b"retry-after", b"3") in headers
+    assert headers == [(b"content-type", b"application/json"), (b"retry-after", b"3")]

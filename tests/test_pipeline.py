@@ -13,7 +13,7 @@ from asgi_lifespan import LifespanManager
 
 from app.logs import configure_logging
 from app.main import create_app
-from tests.helpers import BFF_URL, STOREFRONT, Shop, login, make_settings
+from tests.helpers import BFF_URL, STOREFRONT, Shop, login, make_settings, query_of, start_login
 
 CSRF = {"X-CSRF": "1"}
 QUERY = {"query": "{ customer { id } }"}
@@ -68,6 +68,7 @@ def assert_framed(response: httpx.Response, code: str) -> None:
     assert response.headers["x-content-type-options"] == "nosniff"
     assert response.headers["content-security-policy"].startswith("default-src 'none'")
     assert response.headers["x-request-id"]
+    assert response.headers["cache-control"] == "no-store"
     assert "Traceback" not in response.text
 
 
@@ -142,9 +143,10 @@ async def test_an_allowed_preflight_names_the_origin_and_the_custom_header(bff: 
 
 
 async def test_a_foreign_origin_gets_no_cors_headers_on_an_actual_request(bff: httpx.AsyncClient) -> None:
-    response = await bff.get("/auth/session", headers={"Origin": "https://evil.example"})
+    response = await bff.get("/healthz", headers={"Origin": "https://evil.example"})
     assert response.status_code == 200
     assert not [name for name in response.headers if name.startswith("access-control-")]
+    assert response.headers["vary"] == "Origin"  # so a shared cache keeps the storefront's variant apart
 
 
 @pytest.mark.parametrize(
@@ -194,3 +196,33 @@ async def test_every_call_to_the_shop_carries_the_bffs_user_agent(bff: httpx.Asy
     agents["graphql"] = stats["last_graphql_request"]["headers"]["user-agent"]
     assert set(agents) == {"openid-configuration", "customer-account-api", "jwks", "token", "graphql"}
     assert set(agents.values()) == {"customer-account-bff/0.1"}
+
+
+async def test_without_a_session_cookie_graphql_reads_no_body(bff: httpx.AsyncClient) -> None:
+    response = await bff.post("/graphql", content=b"{not json", headers=CSRF)
+    assert response.status_code == 401
+    assert_framed(response, "not_authenticated")
+
+
+@pytest.mark.parametrize(
+    ("shopify_error", "flag"),
+    [
+        ("login_required", "login_required"),
+        ("interaction_required", "interaction_required"),
+        ("consent_required", "consent_required"),
+        ("account_selection_required", "account_selection_required"),
+        ("access_denied", "access_denied"),
+        ("server_error", "authorization_failed"),
+        ("<script>", "authorization_failed"),
+    ],
+)
+async def test_shopifys_callback_errors_reach_the_storefront_as_catalog_codes(
+    bff: httpx.AsyncClient, shop: Shop, shopify_error: str, flag: str
+) -> None:
+    state = query_of(await start_login(bff, return_to="/shop"))["state"]
+    response = await bff.get(
+        "/auth/callback", params={"state": state, "error": shopify_error}, headers={"Accept": "text/html"}
+    )
+    assert response.status_code == 302
+    assert response.headers["location"] == f"{STOREFRONT}/shop?login_error={flag}"
+    assert "bff_session" not in response.headers.get("set-cookie", "")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -15,6 +14,7 @@ from app.cookies import SetCookie, is_valid_id
 from app.deps import (
     BrowserSession,
     ClientCredentials,
+    Clock,
     Cookies,
     Limits,
     Logins,
@@ -32,15 +32,15 @@ from app.errors import (
     InvalidRequest,
     InvalidState,
     StateMismatch,
-    login_error,
-    render,
+    error_response,
+    log_failure,
 )
 from app.metrics import Metrics
 from app.security import check_csrf, client_ip, fingerprint, new_id
 from app.shopify.credentials import Credentials
 from app.shopify.discovery import Discovery
 from app.shopify.idtoken import verify_id_token
-from app.shopify.oauth import ShopifyOAuth
+from app.shopify.oauth import ShopifyOAuth, callback_error
 from app.store.logins import PendingLogin
 from app.store.rate_limits import ip_bucket
 from app.store.sessions import Session, SessionStore
@@ -50,20 +50,18 @@ log = logging.getLogger("bff.auth")
 router = APIRouter(prefix="/auth", tags=["auth"])
 
 CUSTOMER_CLAIMS = ("sub", "email", "email_verified")
-NO_STORE = {"Cache-Control": "no-store"}
 _LOCALE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})?$")
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
-_ERROR_CODE = re.compile(r"^[a-z_]{1,64}$")
 
 
 def _redirect(url: str, status: int = 302, *cookies: SetCookie) -> RedirectResponse:
-    response = RedirectResponse(url, status_code=status, headers=NO_STORE)
+    response = RedirectResponse(url, status_code=status)
     response.raw_headers.extend(cookies)
     return response
 
 
 def _json(body: dict[str, Any], *cookies: SetCookie) -> JSONResponse:
-    response = JSONResponse(body, headers=NO_STORE)
+    response = JSONResponse(body)
     response.raw_headers.extend(cookies)
     return response
 
@@ -83,6 +81,7 @@ async def login(
     oauth: OAuth,
     credentials: ClientCredentials,
     metrics: MetricsDep,
+    clock: Clock,
     return_to: str | None = None,
     locale: Annotated[str | None, Query(max_length=20)] = None,
     region_country: Annotated[str | None, Query(max_length=2)] = None,
@@ -105,7 +104,7 @@ async def login(
         code_verifier=secrets.token_urlsafe(64),
         return_to=target,
         browser=fingerprint(binding),
-        created_at=time.time(),
+        created_at=clock(),
     )
     optional = {"locale": locale, "region_country": region_country, "login_hint": login_hint, "prompt": prompt}
     url = await oauth.authorization_url(
@@ -127,10 +126,10 @@ def _callback_failure(request: Request, metrics: Metrics, error: BFFError, retur
     """A browser navigation goes back to the storefront with an error flag; API clients get JSON."""
     log.info("login callback failed: %s", error.code)
     metrics.callbacks.labels(error.code).inc()
-    if "text/html" in request.headers.get("accept", ""):
-        return _redirect(with_query_flag(return_to, "login_error", error.code))
-    status, headers, body = render(error)
-    return Response(body, status, headers={k.decode(): v.decode() for k, v in headers})
+    if "text/html" not in request.headers.get("accept", ""):
+        return error_response(error)
+    log_failure(error)  # a redirect, but a failure all the same
+    return _redirect(with_query_flag(return_to, "login_error", error.code))
 
 
 @router.get("/callback", summary="Finish a login: exchange the code, verify the ID token, open a session")
@@ -145,6 +144,7 @@ async def callback(
     oauth: OAuth,
     credentials: ClientCredentials,
     metrics: MetricsDep,
+    clock: Clock,
     state: Annotated[str | None, Query(max_length=200)] = None,
     code: Annotated[str | None, Query(max_length=2048)] = None,
     error: Annotated[str | None, Query(max_length=200)] = None,
@@ -163,13 +163,13 @@ async def callback(
     if binding is None or not secrets.compare_digest(fingerprint(binding), pending.browser):
         return _callback_failure(request, metrics, StateMismatch(), fallback)
     if error is not None:
-        failure = login_error(error if _ERROR_CODE.match(error) else "")
+        failure = callback_error(error)
         return _callback_failure(request, metrics, failure, pending.return_to)
     if not code:
         return _callback_failure(request, metrics, InvalidRequest("The callback carries no code."), pending.return_to)
 
     try:
-        session = await _open_session(sessions, discovery, oauth, credentials, code, pending)
+        session = await _open_session(sessions, discovery, oauth, credentials, code, pending, now=clock())
     except InvalidGrant:
         return _callback_failure(request, metrics, CodeRejected(), pending.return_to)
     except BFFError as exc:
@@ -192,6 +192,8 @@ async def _open_session(
     credentials: Credentials,
     code: str,
     pending: PendingLogin,
+    *,
+    now: float,
 ) -> Session:
     credential = credentials.current
     tokens = await oauth.exchange_code(code=code, code_verifier=pending.code_verifier, credential=credential)
@@ -214,20 +216,20 @@ async def _open_session(
         refresh_token=tokens.refresh_token,
         id_token=tokens.id_token,
         credential=credential.id,
-        created_at=time.time(),
+        created_at=now,
     )
     return await sessions.create(session)
 
 
 @router.get("/session", summary="Is this browser logged in, and as whom")
-async def session_status(found: BrowserSession, cookies: Cookies) -> Response:
+async def session_status(found: BrowserSession, cookies: Cookies, clock: Clock) -> Response:
     session = found.session
     if session is None:
         return _json({"authenticated": False}, *([cookies.clear_session()] if found.had_cookie else []))
     body: dict[str, Any] = {
         "authenticated": True,
         "customer": session.claims,
-        "expires_at": int(time.time() + session.ttl_ms / 1000),
+        "expires_at": int(clock() + session.ttl_ms / 1000),
     }
     return _json(body, *([cookies.set_session(session.sid)] if found.resign else []))
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from starlette.types import Receive, Scope, Send
 
-from app.deps import Services, require, session_from_cookie
+from app.deps import Services, load_session, require
 from app.errors import (
     BFFError,
     BodyTooLarge,
@@ -21,6 +21,7 @@ from app.errors import (
     InvalidJSON,
     InvalidRequest,
     MethodNotAllowed,
+    NotAuthenticated,
     render,
     send_error,
 )
@@ -35,7 +36,7 @@ def _headers_of(scope: Scope) -> dict[bytes, str]:
 
 
 async def _read_body(receive: Receive, declared: str | None, limit: int) -> bytes:
-    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+    if declared is not None and (not (declared.isascii() and declared.isdigit()) or int(declared) > limit):
         raise BodyTooLarge(f"The GraphQL body is over {limit} bytes.")
     chunks: list[bytes] = []
     size = 0
@@ -76,9 +77,13 @@ async def _proxy(deps: Services, scope: Scope, receive: Receive) -> GraphQLReply
     headers = _headers_of(scope)
     settings = deps.settings
     check_csrf(headers.get(b"origin"), headers.get(b"x-csrf"), settings.trusted_origins, allow_form=False)
+    cookie = deps.cookies.session(headers.get(b"cookie"))
+    if cookie.sid is None:
+        # Before the body is read or parsed: without a signed cookie a request costs one HMAC.
+        raise NotAuthenticated("Log in first.")
     body = await _read_body(receive, headers.get(b"content-length"), settings.bff_graphql_max_body_bytes)
     query = _validate(body)
-    found = await session_from_cookie(headers.get(b"cookie"), deps.cookies, deps.sessions, rate=settings.graphql_rate)
+    found = await load_session(cookie, deps.sessions, rate=settings.graphql_rate)
     session = require(found)
     if deps.graphql_policy.active:
         # After the session check, so only logged-in customers can make the BFF parse a document.

@@ -34,7 +34,7 @@ async def readyz(sessions: Sessions, discovery: ShopDiscovery) -> Response:
     return JSONResponse(
         {"status": "ready" if ready else "unavailable", "checks": checks},
         status_code=200 if ready else 503,
-        headers={"Cache-Control": "no-store", **({} if ready else {"Retry-After": "1"})},
+        headers={} if ready else {"Retry-After": "1"},
     )
 
 

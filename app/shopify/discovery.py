@@ -96,7 +96,7 @@ class Discovery:
         parts = urlsplit(text)
         loopback_shop = self._shop_origin.startswith("http://")
         if parts.scheme not in ({"https", "http"} if loopback_shop else {"https"}) or not parts.hostname:
-            raise DiscoveryFailed(f"The shop's discovery names an endpoint that is not an https URL: {text[:200]!r}.")
+            raise DiscoveryFailed("The shop's discovery names an endpoint that is not an https URL.")
         if parts.username or parts.password or parts.fragment:
             raise DiscoveryFailed("The shop's discovery names an endpoint with credentials or a fragment.")
         return text

@@ -21,10 +21,6 @@ from app.shopify.discovery import Discovery
 CLOCK_LEEWAY = 60
 
 
-def _invalid(detail: str) -> InvalidIdToken:
-    return InvalidIdToken(detail)
-
-
 def _unknown_kid(token: str, keys: KeySet) -> bool:
     from joserfc.jws import extract_compact
 
@@ -46,9 +42,9 @@ async def verify_id_token(
     try:
         decoded = jwt.decode(token, keys, algorithms=["RS256"])
     except BadSignatureError as exc:
-        raise _invalid("The ID token's signature does not verify against the shop's keys.") from exc
+        raise InvalidIdToken("The ID token's signature does not verify against the shop's keys.") from exc
     except (JoseError, ValueError) as exc:
-        raise _invalid("The ID token is malformed or signed with an unknown key.") from exc
+        raise InvalidIdToken("The ID token is malformed or signed with an unknown key.") from exc
 
     claims = decoded.claims
     registry = jwt.JWTClaimsRegistry(
@@ -62,11 +58,11 @@ async def verify_id_token(
     try:
         registry.validate(claims)
     except ExpiredTokenError as exc:
-        raise _invalid("The ID token has expired.") from exc
+        raise InvalidIdToken("The ID token has expired.") from exc
     except (InvalidClaimError, MissingClaimError) as exc:
-        raise _invalid(f"The ID token's claims are wrong: {exc.description}") from exc
+        raise InvalidIdToken(f"The ID token's claims are wrong: {exc.description}") from exc
     except JoseError as exc:
-        raise _invalid("The ID token's claims are invalid.") from exc
+        raise InvalidIdToken("The ID token's claims are invalid.") from exc
     if not hmac.compare_digest(str(claims.get("nonce", "")), nonce):
-        raise _invalid("The ID token's nonce does not match this login.")
+        raise InvalidIdToken("The ID token's nonce does not match this login.")
     return claims

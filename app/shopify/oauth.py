@@ -21,8 +21,15 @@ from authlib.oauth2.rfc6749.parameters import prepare_grant_uri
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
 from app.errors import (
+    AccessDenied,
+    AccountSelectionRequired,
+    AuthorizationFailed,
+    BFFError,
+    ConsentRequired,
+    InteractionRequired,
     InvalidClient,
     InvalidGrant,
+    LoginRequired,
     TokenEndpointError,
     TokenEndpointThrottled,
     TokenEndpointTimeout,
@@ -30,6 +37,18 @@ from app.errors import (
 )
 from app.shopify.credentials import Credential
 from app.shopify.discovery import Discovery
+
+# The authorization errors a storefront may act on (OpenID Connect Core §3.1.2.6, RFC 6749 §4.1.2.1);
+# any other `error=` on the callback is `authorization_failed`.
+_CALLBACK_ERRORS: dict[str, type[BFFError]] = {
+    cls.code: cls
+    for cls in (LoginRequired, InteractionRequired, ConsentRequired, AccountSelectionRequired, AccessDenied)
+}
+
+
+def callback_error(error: str) -> BFFError:
+    """The catalog error for the `error=` Shopify sent back to the callback instead of a code."""
+    return _CALLBACK_ERRORS.get(error, AuthorizationFailed)("Shopify ended the login without a code.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,4 +169,4 @@ def _parse(response: httpx.Response, what: str, *, received_at: float) -> TokenS
         raise TokenEndpointUnavailable(
             f"Shopify's token endpoint failed ({what}, HTTP {response.status_code}).", headers=headers
         )
-    raise TokenEndpointError(f"Shopify rejected the {what} (HTTP {response.status_code} {error[:64]}).")
+    raise TokenEndpointError(f"Shopify rejected the {what} (HTTP {response.status_code}).")

@@ -22,8 +22,9 @@ from typing import Any, cast
 
 from app.crypto import TokenCipher
 from app.errors import RateLimited
+from app.rates import Rate
 from app.store.connections import RedisConnections, guarded
-from app.store.rate_limits import RATE_LUA, Rate
+from app.store.rate_limits import RATE_LUA
 
 log = logging.getLogger("bff.sessions")
 
