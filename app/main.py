@@ -174,17 +174,15 @@ def create_app(
             metrics = Metrics()
             redis = RedisConnections(settings.redis_url, max_connections=settings.bff_redis_max_connections)
             stack.push_async_callback(redis.aclose)
-            auth_http = (
-                http
-                if http is not None
-                else await stack.enter_async_context(
+            auth_http = http
+            if auth_http is None:
+                auth_http = await stack.enter_async_context(
                     auth_http_client(
                         user_agent=settings.bff_user_agent,
                         connect_timeout=settings.bff_upstream_connect_timeout,
                         read_timeout=settings.bff_upstream_read_timeout,
                     )
                 )
-            )
             graphql = await stack.enter_async_context(
                 CustomerAccountAPI(
                     user_agent=settings.bff_user_agent,

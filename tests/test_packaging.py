@@ -30,3 +30,9 @@ def test_app_never_imports_the_stand_in_or_the_dev_kit() -> None:
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 imported.add(node.module.split(".")[0])
     assert not imported & {"mock_shopify", "devkit", "tests", "bench"}
+
+
+def test_the_architecture_doc_names_every_module_of_the_service() -> None:
+    doc = (ROOT / "docs" / "architecture.md").read_text()
+    modules = {path.relative_to(ROOT).as_posix() for path in (ROOT / "app").rglob("*.py") if path.name != "__init__.py"}
+    assert {m for m in modules if f"`{m}`" not in doc} == set()
