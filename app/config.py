@@ -141,6 +141,8 @@ class Settings(BaseSettings):
     bff_rate_limit_login: str = "30/minute"
     bff_rate_limit_graphql: str = "300/minute"
     bff_trusted_proxies: Annotated[tuple[str, ...], NoDecode] = ()
+    # Hosts besides Shopify's and the shop's own that discovered endpoints may name (shopify/discovery.py).
+    bff_discovery_extra_hosts: Annotated[tuple[str, ...], NoDecode] = ()
     bff_graphql_allowlist: str | None = None
     bff_graphql_max_depth: int = Field(default=15, ge=0)
     bff_metrics_listener: str = Field(default="public", pattern=r"^(public|off|[\w.\-\[\]:]+:\d{1,5})$")
@@ -159,7 +161,7 @@ class Settings(BaseSettings):
     _graphql_rate: Rate = PrivateAttr()
     _metrics_address: tuple[str, int] | None = PrivateAttr()
 
-    @field_validator("bff_allowed_origins", "bff_trusted_proxies", mode="before")
+    @field_validator("bff_allowed_origins", "bff_trusted_proxies", "bff_discovery_extra_hosts", mode="before")
     @classmethod
     def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
