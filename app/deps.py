@@ -20,6 +20,7 @@ from app.shopify.discovery import Discovery
 from app.shopify.graphql import CustomerAccountAPI
 from app.shopify.oauth import ShopifyOAuth
 from app.store.logins import PendingLogins
+from app.store.logouts import LogoutContinuations
 from app.store.rate_limits import RateLimits
 from app.store.sessions import UNLIMITED, Session, SessionStore
 from app.tokens import TokenRefresher
@@ -33,6 +34,7 @@ class Services:
     cookies: CookieJar
     sessions: SessionStore
     logins: PendingLogins
+    logouts: LogoutContinuations
     rate_limits: RateLimits
     discovery: Discovery
     oauth: ShopifyOAuth
@@ -111,6 +113,10 @@ def _logins(request: Request) -> PendingLogins:
     return services(request).logins
 
 
+def _logouts(request: Request) -> LogoutContinuations:
+    return services(request).logouts
+
+
 def _rate_limits(request: Request) -> RateLimits:
     return services(request).rate_limits
 
@@ -148,6 +154,7 @@ SettingsDep = Annotated[Settings, Depends(_settings)]
 Cookies = Annotated[CookieJar, Depends(_cookies)]
 Sessions = Annotated[SessionStore, Depends(_sessions)]
 Logins = Annotated[PendingLogins, Depends(_logins)]
+Logouts = Annotated[LogoutContinuations, Depends(_logouts)]
 Limits = Annotated[RateLimits, Depends(_rate_limits)]
 ShopDiscovery = Annotated[Discovery, Depends(_discovery)]
 OAuth = Annotated[ShopifyOAuth, Depends(_oauth)]

@@ -34,6 +34,7 @@ from app.shopify.http import auth_http_client
 from app.shopify.oauth import ShopifyOAuth
 from app.store.connections import RedisConnections
 from app.store.logins import PendingLogins
+from app.store.logouts import LogoutContinuations
 from app.store.rate_limits import RateLimits
 from app.store.refresh_locks import RefreshLocks
 from app.store.sessions import SessionStore
@@ -88,6 +89,7 @@ def build_services(
         ),
         sessions=sessions,
         logins=PendingLogins(redis, cipher),
+        logouts=LogoutContinuations(redis, cipher),
         rate_limits=RateLimits(redis, clock=clock),
         discovery=discovery,
         oauth=oauth,

@@ -93,11 +93,34 @@ async def test_logout_as_form_post_from_allowed_origin(bff: httpx.AsyncClient, s
     assert (await bff.get("/auth/session")).json() == {"authenticated": False}
 
 
-async def test_logout_json_for_fetch_callers(bff: httpx.AsyncClient, shop: Shop) -> None:
+async def test_logout_json_for_fetch_callers_carries_no_token(bff: httpx.AsyncClient, shop: Shop) -> None:
     await login(bff)
     out = await bff.post("/auth/logout", headers={**CSRF, "Accept": "application/json"})
     assert out.status_code == 200
-    assert out.json()["redirect_to"].startswith(f"{shop.url}/authentication/")
+    continuation = out.json()["redirect_to"]
+    assert continuation.startswith(f"{BFF_URL}/auth/logout/continue?c=")
+    assert "id_token_hint" not in out.text and "eyJ" not in out.text
+    # The browser navigates there; the BFF adds the ID token server-side, once.
+    onward = await bff.get(continuation.removeprefix(BFF_URL))
+    assert onward.status_code == 303
+    assert onward.headers["location"].startswith(f"{shop.url}/authentication/")
+    assert query_of(onward.headers["location"])["id_token_hint"].startswith("eyJ")
+    again = await bff.get(continuation.removeprefix(BFF_URL))
+    assert again.status_code == 303
+    assert again.headers["location"] == LOGOUT_URL
+
+
+@pytest.mark.parametrize(
+    "accept",
+    ["text/html,application/json;q=0.9", "application/json;q=0", "*/*", "text/html,application/xhtml+xml,*/*;q=0.8"],
+)
+async def test_logout_answers_anything_but_a_json_preference_with_a_303(
+    bff: httpx.AsyncClient, shop: Shop, accept: str
+) -> None:
+    await login(bff)
+    out = await bff.post("/auth/logout", headers={**CSRF, "Accept": accept})
+    assert out.status_code == 303
+    assert out.headers["location"].startswith(f"{shop.url}/authentication/")
 
 
 @pytest.mark.parametrize(

@@ -6,10 +6,12 @@ import logging
 import re
 import secrets
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
+from app.accept import HTML, JSON, preferred
 from app.cookies import SetCookie, is_valid_id
 from app.deps import (
     BrowserSession,
@@ -18,6 +20,7 @@ from app.deps import (
     Cookies,
     Limits,
     Logins,
+    Logouts,
     MetricsDep,
     OAuth,
     Sessions,
@@ -126,7 +129,7 @@ def _callback_failure(request: Request, metrics: Metrics, error: BFFError, retur
     """A browser navigation goes back to the storefront with an error flag; API clients get JSON."""
     log.info("login callback failed: %s", error.code)
     metrics.callbacks.labels(error.code).inc()
-    if "text/html" not in request.headers.get("accept", ""):
+    if preferred(request.headers.get("accept"), (JSON, HTML)) == JSON:
         return error_response(error)
     log_failure(error)  # a redirect, but a failure all the same
     return _redirect(with_query_flag(return_to, "login_error", error.code))
@@ -240,6 +243,7 @@ async def logout(
     settings: SettingsDep,
     cookies: Cookies,
     sessions: Sessions,
+    logouts: Logouts,
     oauth: OAuth,
     metrics: MetricsDep,
     everywhere: bool = False,
@@ -251,16 +255,34 @@ async def logout(
     if found.sid:
         await sessions.delete(found.sid, sub=session.sub if session else None)
     target = settings.bff_post_logout_redirect_url
+    at_shop = None
     if session is not None:
         metrics.sessions_ended.labels("logout").inc()
         if everywhere:
             ended = await sessions.end_all(session.sub)
             metrics.sessions_ended.labels("logout_everywhere").inc(ended)
         try:
-            target = await oauth.end_session_url(id_token_hint=session.id_token, post_logout_redirect_uri=target)
+            at_shop = await oauth.end_session_url(id_token_hint=session.id_token, post_logout_redirect_uri=target)
         except BFFError as exc:
             # The local session is gone either way; without discovery we skip the shop's logout page.
             log.warning("logout at the shop skipped: %s", exc.code)
-    if "application/json" in request.headers.get("accept", ""):
+    if preferred(request.headers.get("accept"), (HTML, JSON)) == JSON:
+        # A script reads this answer, so it gets no token: the shop's URL (with id_token_hint) waits
+        # server-side behind a one-time continuation that the browser then navigates to.
+        if at_shop is not None:
+            continuation = new_id()
+            await logouts.save(continuation, at_shop)
+            target = f"{settings.public_url}/auth/logout/continue?{urlencode({'c': continuation})}"
         return _json({"redirect_to": target}, cookies.clear_session())
-    return _redirect(target, 303, cookies.clear_session())
+    return _redirect(at_shop or target, 303, cookies.clear_session())
+
+
+@router.get("/logout/continue", summary="Continue a logout started by a script: on to the shop's logout page")
+async def logout_continue(
+    settings: SettingsDep,
+    logouts: Logouts,
+    c: Annotated[str | None, Query(max_length=100)] = None,
+) -> Response:
+    at_shop = await logouts.take(c) if is_valid_id(c) and c is not None else None
+    # Used, expired or made up: the session is already gone, so only the shop's page is skipped.
+    return _redirect(at_shop or settings.bff_post_logout_redirect_url, 303)
