@@ -83,11 +83,12 @@ def make_settings(shop_url: str, redis_url: str, **overrides: Any) -> Settings:
 
 
 class Clock:
-    """A clock the test moves by hand, for the BFF's `clock`: it starts at the last whole minute, so a
-    rate-limit window (per second or per minute) only ends when the test says so."""
+    """A clock the test moves by hand, for the BFF's `clock`: it starts at the next whole minute, so a
+    rate-limit window (per second or per minute) only ends when the test says so, and nothing it stamps
+    looks older than what real-clock instances of the suite wrote before (a logout-everywhere epoch)."""
 
     def __init__(self) -> None:
-        self.now = float(int(time.time()) // 60 * 60)
+        self.now = float((int(time.time()) // 60 + 1) * 60)
 
     def __call__(self) -> float:
         return self.now

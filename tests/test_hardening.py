@@ -30,6 +30,7 @@ from tests.helpers import (
     RedisConnections,
     Settings,
     Shop,
+    authorize_at_shop,
     gql,
     login,
     make_settings,
@@ -37,6 +38,7 @@ from tests.helpers import (
     query_of,
     run,
     running_bff,
+    start_login,
 )
 
 NEW_SECRET = "rotated-client-7Hq2xZ9kP4mW1vB6"
@@ -213,6 +215,24 @@ async def test_logout_everywhere_ends_only_that_customers_sessions(
         assert out.status_code == 303
         assert (await other_browser.get("/auth/session")).json() == {"authenticated": False}
         assert (await someone_else.get("/auth/session")).json()["authenticated"] is True
+
+
+async def test_a_login_that_races_logout_everywhere_does_not_survive_it(shop: Shop, redis_url: str) -> None:
+    """Instance A logs the customer out everywhere; instance B was storing a login that began before (B's
+    clock is behind A's by two minutes here, which is how the race looks once A has read the index)."""
+    later = Clock()
+    later.advance(120)
+    email = "race.everywhere@example.com"
+    async with bff_app(shop, redis_url, clock=later) as a, bff_app(shop, redis_url, clock=Clock()) as b:
+        await login(a, email)
+        assert (await a.post("/auth/logout", params={"everywhere": "true"}, headers=CSRF)).status_code == 303
+        raced = await b.get((await authorize_at_shop(await start_login(b), email)).removeprefix(BFF_URL))
+        assert raced.status_code == 401
+        assert raced.json()["error"] == "session_expired"
+        assert (await b.get("/auth/session")).json() == {"authenticated": False}
+        later.advance(1)  # a login after the logout everywhere is a login like any other
+        await login(a, email)
+        assert (await a.get("/auth/session")).json()["authenticated"] is True
 
 
 async def test_operator_ends_a_customers_sessions_from_the_command_line(

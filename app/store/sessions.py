@@ -4,6 +4,7 @@ Key layout (the `{...}` hash tag keeps every key of one session in one Redis Clu
   bff:session:{sid}          string  "{absolute deadline ms}:{generation}:{encrypted session JSON}"
   bff:rl:graphql:{n}:{sid}   string  /graphql requests in rate-limit window n (rate_limits.py)
   bff:customer:{h(sub)}      zset    the customer's session ids, scored by absolute deadline
+  bff:epoch:{h(sub)}         string  when the customer last logged out everywhere (ms): older logins are void
 
 Records are encrypted (AES-GCM, the session id as associated data), so a Redis dump or MONITOR shows no
 usable token, and a record copied under another id does not decrypt.
@@ -21,7 +22,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, cast
 
 from app.crypto import TokenCipher
-from app.errors import RateLimited
+from app.errors import RateLimited, SessionExpired
 from app.rates import Rate
 from app.store.connections import RedisConnections, guarded
 from app.store.rate_limits import RATE_LUA
@@ -94,8 +95,17 @@ def _rate_key(sid: str, window: int) -> str:
     return f"bff:rl:graphql:{window}:{{{sid}}}"
 
 
+def _customer_tag(sub: str) -> str:
+    return hashlib.sha256(sub.encode()).hexdigest()[:32]
+
+
 def _customer_key(sub: str) -> str:
-    return f"bff:customer:{{{hashlib.sha256(sub.encode()).hexdigest()[:32]}}}"
+    return f"bff:customer:{{{_customer_tag(sub)}}}"
+
+
+def _epoch_key(sub: str) -> str:
+    # The same hash tag as the index, so both travel in one pipeline, on Cluster too.
+    return f"bff:epoch:{{{_customer_tag(sub)}}}"
 
 
 class SessionStore:
@@ -141,7 +151,12 @@ class SessionStore:
         ttl = min(self._idle_ms, self._absolute_ms)
         value = b"%d:0:%s" % (deadline, self._seal(session))
         await guarded(self._redis.set(_session_key(session.sid), value, px=ttl))
-        await self._index(session.sub, session.sid, deadline, now_ms)
+        epoch = await self._index(session.sub, session.sid, deadline, now_ms)
+        if epoch is not None and epoch >= now_ms:
+            # "Log out everywhere" began while this login was being stored, and may have read the index
+            # before this session joined it: the login is void, so nothing outlives that logout.
+            await self.delete(session.sid, sub=session.sub)
+            raise SessionExpired("The customer was just logged out everywhere; log in again.")
         return replace(session, generation=0, ttl_ms=ttl)
 
     async def load(self, sid: str, *, rate: Rate = UNLIMITED) -> Session | None:
@@ -192,7 +207,8 @@ class SessionStore:
 
     # --- the per-customer index -------------------------------------------------------------------
 
-    async def _index(self, sub: str, sid: str, deadline_ms: int, now_ms: int) -> None:
+    async def _index(self, sub: str, sid: str, deadline_ms: int, now_ms: int) -> int | None:
+        """Add a session to its customer's index; returns the customer's logout-everywhere epoch, if any."""
         key = _customer_key(sub)
         # Bounded: members past their absolute deadline go at every login, and the index expires with
         # its newest session. Idle-expired members are pruned whenever the index grows past a few.
@@ -201,24 +217,37 @@ class SessionStore:
             pipe.zadd(key, {sid: deadline_ms})
             pipe.pexpire(key, self._absolute_ms)
             pipe.zcard(key)
-            *_, size = await guarded(pipe.execute())
+            pipe.get(_epoch_key(sub))  # after the ZADD: see end_all for why the order matters
+            *_, size, epoch = await guarded(pipe.execute())
         if int(size) > INDEX_PRUNE_AT:
             members = await self.session_ids_of(sub)
             alive = await asyncio.gather(*(guarded(self._redis.exists(_session_key(m))) for m in members))
             dead = [m for m, exists in zip(members, alive, strict=True) if not exists]
             if dead:
                 await guarded(self._redis.zrem(key, *dead))
+        return int(epoch) if epoch is not None else None
 
     async def session_ids_of(self, sub: str) -> list[str]:
         members = await guarded(self._redis.zrange(_customer_key(sub), 0, -1))
         return [m.decode() for m in cast(list[bytes], members)]
 
     async def end_all(self, sub: str) -> int:
-        """End every session of one customer ("log out everywhere"); returns how many were live."""
+        """End every session of one customer ("log out everywhere"); returns how many were live.
+
+        The epoch is written first. A login racing this call either joined the index before a read
+        below (and is deleted here) or joins it after, and then its own `create` sees the epoch and voids
+        itself. (A login that began just after the epoch may go too: it raced the logout.)
+        """
+        key = _customer_key(sub)
+        await guarded(self._redis.set(_epoch_key(sub), self._now_ms(), px=self._absolute_ms))
         ended = 0
-        for sid in await self.session_ids_of(sub):
-            ended += int(await guarded(self._redis.delete(_session_key(sid))))
-        await guarded(self._redis.delete(_customer_key(sub)))
+        for _ in range(10):  # bounded, even under a stream of concurrent logins
+            members = await self.session_ids_of(sub)
+            if not members:
+                break
+            for sid in members:
+                ended += int(await guarded(self._redis.delete(_session_key(sid))))
+            await guarded(self._redis.zrem(key, *members))
         return ended
 
     async def ping(self) -> bool:
