@@ -5,7 +5,10 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+import math
 import re
+from collections import Counter
+from itertools import pairwise
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
@@ -16,7 +19,9 @@ from app.crypto import derive_key
 from app.rates import Rate
 from app.urls import Origin, is_loopback
 
-PLACEHOLDERS = ("changeme", "changethis", "replace-me", "secret", "xxx", "placeholder", "example")
+# Words of a placeholder, long enough not to turn up by chance in a random secret (a run of x is caught
+# by the entropy and repetition checks instead).
+PLACEHOLDERS = ("changeme", "changethis", "replace-me", "secret", "placeholder", "example")
 API_VERSION = re.compile(r"^(\d{4}-(01|04|07|10)|unstable)$")
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -38,14 +43,42 @@ def _check_web_url(name: str, url: str, *, dev_mode: bool, origin_only: bool = F
     return url
 
 
+MIN_SECRET_BITS = 80
+
+
+def _estimated_bits(value: str) -> float:
+    """Shannon entropy of the characters times the length: an upper bound on a secret's strength that is
+    low for anything typed by hand (`abcdefgh` four times scores 96) and about 4 bits a character for hex."""
+    counts = Counter(value)
+    return -sum(n * math.log2(n / len(value)) for n in counts.values())
+
+
+def _period(value: str) -> int:
+    """The length of the shortest block that `value` repeats (its own length if none)."""
+    for size in range(1, len(value) // 2 + 1):
+        if value == (value[:size] * (len(value) // size + 1))[: len(value)]:
+            return size
+    return len(value)
+
+
+def _looks_weak(value: str) -> bool:
+    steps = sum(abs(ord(a) - ord(b)) == 1 for a, b in pairwise(value))
+    return (
+        any(p in value.lower() for p in PLACEHOLDERS)
+        or len(set(value)) < 8
+        or _period(value) <= len(value) // 2
+        or steps * 2 >= len(value)  # mostly a run like abcdef or 123456
+        or _estimated_bits(value) < MIN_SECRET_BITS
+    )
+
+
 def _check_secret(name: str, value: str, *, dev_mode: bool, min_length: int = 32) -> None:
     if dev_mode:
         return
-    lowered = value.lower()
     if len(value) < min_length:
         raise ValueError(f"{name} must be at least {min_length} characters (use `openssl rand -hex 32`)")
-    if any(p in lowered for p in PLACEHOLDERS) or len(set(value)) < 8:
-        raise ValueError(f"{name} looks like a placeholder; generate a random value (`openssl rand -hex 32`)")
+    if _looks_weak(value):
+        raise ValueError(f"{name} looks guessable; generate a random value (`openssl rand -hex 32`)")
 
 
 def _shop_origin(raw: str) -> Origin:
@@ -79,6 +112,9 @@ def _encryption_keys(raw: str) -> tuple[bytes, ...]:
                 "BFF_TOKEN_ENCRYPTION_KEYS must be comma-separated base64url 32-byte keys "
                 "(python -c 'import os,base64;print(base64.urlsafe_b64encode(os.urandom(32)).decode())')"
             )
+        # 32 random bytes hold about 30 distinct values; a zero, constant or patterned key holds few.
+        if len(set(key)) < 16:
+            raise ValueError("BFF_TOKEN_ENCRYPTION_KEYS holds a key that is not random (all zeros or a pattern)")
         keys.append(key)
     return tuple(keys)
 

@@ -10,13 +10,14 @@ from app.errors import BFFError
 from app.shopify.discovery import Discovery
 from app.shopify.http import auth_http_client, get_json
 from app.store.connections import RedisConnections
+from app.urls import redacted
 
 Printer = Callable[[str], None]
 
 
 async def _check_redis(settings: Settings, say: Printer) -> bool:
     redis = RedisConnections(settings.redis_url, max_connections=2)
-    where = settings.redis_url.split("@")[-1]  # never print a password
+    where = redacted(settings.redis_url)
     try:
         await redis.client.ping()
         say(f"ok    Redis answers at {where}")

@@ -169,6 +169,11 @@ def create_app(
     closed; `clock` is the time the tokens and sessions are judged by (tests move it)."""
     settings = settings or load_settings()
     configure_logging(settings.bff_log_level, settings.bff_log_format)
+    if settings.bff_dev_mode:
+        log.warning(
+            "BFF_DEV_MODE is on: http URLs and weak secrets are accepted and /docs is served. "
+            "Never run this in production."
+        )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

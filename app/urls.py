@@ -89,3 +89,20 @@ def safe_return_to(raw: str | None, *, default: str, trusted: frozenset[Origin])
     if not is_trusted(raw, trusted):
         raise InvalidReturnTo("return_to is not on an allowed origin (BFF_ALLOWED_ORIGINS).")
     return raw
+
+
+_SECRET_PARAMS = frozenset({"password", "pass", "pwd", "token", "secret"})
+
+
+def redacted(url: str) -> str:
+    """`url` fit to print: a password in the userinfo or in the query becomes `***`."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, hosts = netloc.rpartition("@")
+        user = userinfo.partition(":")[0]
+        netloc = f"{user}:***@{hosts}" if ":" in userinfo or not user else f"***@{hosts}"
+    query = [
+        (k, "***" if k.lower() in _SECRET_PARAMS else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
+    ]
+    return urlunsplit(parts._replace(netloc=netloc, query=urlencode(query, safe="*")))

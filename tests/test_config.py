@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
+import secrets
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, ConfigError, Settings, load_settings
+from tests.helpers import ROOT, ConfigError, Settings, configure_logging, create_app, load_settings, python, run
 
 GOOD = {
     "shopify_shop_domain": "shop.example.com",
@@ -66,6 +67,11 @@ def test_an_upper_case_https_public_url_still_gets_secure_cookies() -> None:
         ({"shopify_client_secret": "s3cret with spaces"}, "SHOPIFY_CLIENT_SECRET"),
         ({"shopify_client_id": "client:id"}, "SHOPIFY_CLIENT_ID"),
         ({"shopify_client_secret": "sécret-sécret"}, "SHOPIFY_CLIENT_SECRET"),
+        ({"bff_session_secret": "abcdefgh" * 4}, "BFF_SESSION_SECRET"),
+        ({"bff_session_secret": "12345678" * 5}, "BFF_SESSION_SECRET"),
+        ({"bff_session_secret": "abcdefghijklmnopqrstuvwxyz012345"}, "BFF_SESSION_SECRET"),
+        ({"bff_session_secret": "a" * 24 + "bcdefgh2"}, "BFF_SESSION_SECRET"),
+        ({"bff_token_encryption_keys": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}, "BFF_TOKEN_ENCRYPTION_KEYS"),
     ],
 )
 def test_bad_settings_name_the_variable(override: dict[str, str], variable: str) -> None:
@@ -100,3 +106,28 @@ def test_env_example_documents_every_setting() -> None:
     example = (ROOT / ".env.example").read_text()
     documented = set(re.findall(r"^([A-Z_]+)=", example, re.M))
     assert documented == {name.upper() for name in Settings.model_fields}
+
+
+def test_random_secrets_of_the_minimum_length_are_accepted() -> None:
+    # The weak-secret checks must never refuse what `openssl rand -hex 16` or `token_urlsafe` produce.
+    for _ in range(300):
+        for secret in (secrets.token_hex(16), secrets.token_urlsafe(24)):
+            load_settings(**{**GOOD, "bff_session_secret": secret})
+
+
+def test_doctor_never_prints_a_redis_password(tmp_path: Path) -> None:
+    env = {
+        **{name.upper(): value for name, value in GOOD.items()},
+        "SHOPIFY_SHOP_DOMAIN": "http://127.0.0.1:9",  # nothing listens: doctor reports it and goes on
+        "REDIS_URL": "redis://:userinfo-pw-123@127.0.0.1:9/0?password=query-pw-456",
+    }
+    done = run(python("-m", "app", "doctor"), cwd=tmp_path, env=env, inherit_env=False)
+    assert "Redis" in done.stdout and "REDIS_URL" in done.stdout
+    assert "userinfo-pw-123" not in done.stdout + done.stderr
+    assert "query-pw-456" not in done.stdout + done.stderr
+
+
+def test_dev_mode_says_so_loudly_at_startup(capsys: pytest.CaptureFixture[str]) -> None:
+    create_app(load_settings(**{**GOOD, "bff_dev_mode": True}))
+    assert "BFF_DEV_MODE is on" in capsys.readouterr().out
+    configure_logging("warning", "json")
