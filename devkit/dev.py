@@ -96,6 +96,7 @@ def main() -> None:
         "BFF_LOG_FORMAT": "console",
         "REDIS_URL": redis_url,
         "DEMO_BFF_URL": bff,
+        "DEMO_SHOP_URL": shop,
     }
     py = sys.executable
     commands = {

@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Sequence
+from typing import Any
 
 import uvicorn
+from uvicorn.config import LOGGING_CONFIG
 
+from mock_shopify.access_log import AccessLog
 from mock_shopify.app import create_app
 from mock_shopify.config import (
     DEFAULT_CLIENT_ID,
@@ -72,10 +75,27 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, M
     return args, config
 
 
+# uvicorn's logging, plus our access logger on its stderr handler; uvicorn's access line (full URL) is off.
+LOG_CONFIG: dict[str, Any] = {
+    **LOGGING_CONFIG,
+    "loggers": {
+        **LOGGING_CONFIG["loggers"],
+        "mock_shopify": {"handlers": ["default"], "level": "INFO", "propagate": False},
+    },
+}
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the stand-in under uvicorn until interrupted."""
     args, config = parse_args(argv)
-    uvicorn.run(create_app(config), host=args.host, port=args.port, log_level="info")
+    uvicorn.run(
+        AccessLog(create_app(config)),
+        host=args.host,
+        port=args.port,
+        log_level="info",
+        log_config=LOG_CONFIG,
+        access_log=False,
+    )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import hashlib
 import secrets
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,10 +16,11 @@ from joserfc import jwt
 from joserfc.errors import BadSignatureError, InvalidKeyIdError
 from joserfc.jwk import KeySet, RSAKey
 
+from devkit.redis_server import free_port
 from mock_shopify import MockConfig, create_app
 from mock_shopify.__main__ import parse_args
 from mock_shopify.keys import KeyRing
-from tests.helpers import Shop, redirect_query
+from tests.helpers import Process, Shop, python, redirect_query
 
 BASE = "https://account.shop.example"
 SHOP_ID = "9876543210"
@@ -774,3 +776,19 @@ async def test_settings_and_reset(mock_client: httpx.AsyncClient) -> None:
 async def test_bad_knob_bodies_are_400(mock_client: httpx.AsyncClient, name: str, body: dict[str, Any]) -> None:
     response = await mock_client.post(f"/_mock/{name}", json=body)
     assert response.status_code == 400 and response.json()["error"] == "bad_request"
+
+
+async def test_the_cli_access_log_has_paths_but_no_query_strings(tmp_path: Path) -> None:
+    # `make dev` and compose's dev profile run the stand-in this way; its URLs carry codes, state and hints.
+    port = free_port()
+    args = python("-m", "mock_shopify", "--host", "127.0.0.1", "--port", str(port))
+    with Process("stand-in", args, port=port, workdir=tmp_path) as standin:
+        standin.wait_ok("/.well-known/openid-configuration")
+        logout = "/authentication/1234567890/logout"
+        query = {"state": "SECRET-STATE", "code": "SECRET-CODE", "id_token_hint": "SECRET-HINT"}
+        async with httpx.AsyncClient(base_url=standin.url, headers=UA) as client:
+            response = await client.get(logout, params=query)
+        await standin.wait_for_output(f"GET {logout}")
+        output = standin.output()
+    assert "SECRET" not in output, output
+    assert f"GET {logout} {response.status_code}" in output, output

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, Playwright, sync_playwright
 
 from devkit.demo_server import DEMO_DIR, DemoHandler
 from devkit.redis_server import free_port, wait_port
@@ -44,8 +44,8 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "e2e"
 class DemoServer:
     """devkit's demo server (static `demo/` plus `/config.js`) on a loopback port, in a thread."""
 
-    def __init__(self, port: int, bff_url: str) -> None:
-        handler = type("E2EDemoHandler", (DemoHandler,), {"bff_url": bff_url})
+    def __init__(self, port: int, bff_url: str, shop_url: str) -> None:
+        handler = type("E2EDemoHandler", (DemoHandler,), {"bff_url": bff_url, "shop_url": shop_url})
         self.port = port
         self.httpd = ThreadingHTTPServer(("127.0.0.1", port), partial(handler, directory=str(DEMO_DIR)))
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
@@ -105,7 +105,7 @@ def running_stack(redis_url: str) -> Iterator[Stack]:
     shop = ServerThread(create_mock_app(mock_config), shop_port).start()
     # With its lifespan: the BFF opens its Redis pool and HTTP clients there.
     bff = ServerThread(create_app(settings), bff_port, lifespan=True).start()
-    demo = DemoServer(demo_port, bff_url).start()
+    demo = DemoServer(demo_port, bff_url, shop_url).start()
     try:
         with httpx.Client(headers={"User-Agent": "e2e-tests"}, timeout=5) as http:
             client = redis.Redis.from_url(redis_url)
@@ -157,9 +157,33 @@ def context(browser: Browser, running_stack: Stack) -> Iterator[BrowserContext]:
         context.close()
 
 
+# Run before the page's own scripts and outside its CSP: every violation the page sees becomes a console line,
+# also the ones Chromium reports only as an event.
+REPORT_CSP_VIOLATIONS = """
+document.addEventListener("securitypolicyviolation", (event) =>
+  console.error(`securitypolicyviolation: ${event.violatedDirective} blocked ${event.blockedURI || "inline"}`));
+"""
+
+
+def is_csp_violation(message: ConsoleMessage) -> bool:
+    # Chromium's own line reads "Refused to ... violates the following Content Security Policy directive".
+    return "Content Security Policy" in message.text or "securitypolicyviolation" in message.text
+
+
 @pytest.fixture
-def page(context: BrowserContext) -> Page:
-    return context.new_page()
+def csp_violations() -> list[str]:
+    """What the `page` fixture's tab reported as Content Security Policy violations, in order."""
+    return []
+
+
+@pytest.fixture
+def page(context: BrowserContext, csp_violations: list[str]) -> Iterator[Page]:
+    """A tab that fails the test on any CSP violation: the demo must work under its policy, not around it."""
+    page = context.new_page()
+    page.add_init_script(REPORT_CSP_VIOLATIONS)
+    page.on("console", lambda message: csp_violations.append(message.text) if is_csp_violation(message) else None)
+    yield page
+    assert not csp_violations, csp_violations
 
 
 @pytest.fixture

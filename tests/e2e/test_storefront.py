@@ -16,7 +16,7 @@ import pytest
 from playwright.sync_api import BrowserContext, Page, Route, expect
 
 from mock_shopify.customers import Customer, seed_customer
-from tests.e2e.conftest import CHROMIUM, Stack
+from tests.e2e.conftest import CHROMIUM, REPORT_CSP_VIOLATIONS, Stack, is_csp_violation
 
 pytestmark = pytest.mark.skipif(
     not Path(CHROMIUM).exists(),
@@ -236,3 +236,59 @@ def test_customer_data_is_rendered_as_text_never_html(page: Page, stack: Stack) 
     expect(page.get_by_test_id("line-item").first).to_contain_text(payload)
     assert page.locator("#signed-in img").count() == 0
     assert page.evaluate("window.__pwned") is None
+
+
+def csp_directives(policy: str) -> dict[str, list[str]]:
+    """`"default-src 'none'; connect-src 'self' x"` as `{"default-src": ["'none'"], "connect-src": ["'self'", "x"]}`."""
+    parsed = (directive.split() for directive in policy.split(";") if directive.strip())
+    return {name: sources for name, *sources in parsed}
+
+
+def test_the_storefront_sends_a_strict_csp_and_works_under_it(
+    page: Page, stack: Stack, csp_violations: list[str]
+) -> None:
+    response = page.goto(f"{stack.demo_url}/")
+    assert response is not None
+    headers = response.headers
+    policy = headers["content-security-policy"]
+    assert "unsafe" not in policy  # no 'unsafe-inline', 'unsafe-eval' or 'unsafe-hashes'
+    assert csp_directives(policy) == {
+        "default-src": ["'none'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'"],
+        # 'self': the stored .graphql documents; the BFF: /graphql.
+        "connect-src": ["'self'", stack.bff_url],
+        "form-action": ["'self'", stack.bff_url, stack.shop_url],
+        "base-uri": ["'none'"],
+        "frame-ancestors": ["'none'"],
+    }
+    assert headers["x-content-type-options"] == "nosniff"
+    assert headers["referrer-policy"] == "strict-origin"
+
+    # Every script, style, fetch and form of the page, under that policy: sign in, edit, sign out.
+    sign_in(page, stack)
+    page.get_by_test_id("address-edit").click()
+    page.fill("#address1", "1 Yonge St")
+    page.get_by_test_id("address-save").click()
+    expect(page.get_by_test_id("address-success")).to_be_visible()
+    page.get_by_test_id("sign-out").click()
+    page.wait_for_url(f"{stack.demo_url}/")
+    expect(page.get_by_test_id("signed-out-notice")).to_be_visible()
+    assert csp_violations == []
+
+
+def test_the_csp_blocks_inline_script_and_the_violation_is_seen(context: BrowserContext, stack: Stack) -> None:
+    # The check above is only as good as its listener: an inline script must be refused, and reported.
+    probe = context.new_page()
+    probe.add_init_script(REPORT_CSP_VIOLATIONS)
+    probe.goto(f"{stack.demo_url}/")
+    expect(probe.get_by_test_id("signed-out")).to_be_visible()
+    with probe.expect_console_message(is_csp_violation) as reported:
+        probe.evaluate("""() => {
+            const script = document.createElement("script");
+            script.textContent = "window.__inline = 1";
+            document.body.append(script);
+        }""")
+    assert "script-src" in reported.value.text
+    assert probe.evaluate("window.__inline") is None
