@@ -181,7 +181,8 @@ class Settings(BaseSettings):
     bff_discovery_extra_hosts: Annotated[tuple[str, ...], NoDecode] = ()
     bff_graphql_allowlist: str | None = None
     bff_graphql_max_depth: int = Field(default=15, ge=0)
-    bff_metrics_listener: str = Field(default="public", pattern=r"^(public|off|[\w.\-\[\]:]+:\d{1,5})$")
+    # Loopback by default: metrics tell how the service is used, which is nobody's business on the internet.
+    bff_metrics_listener: str = Field(default="127.0.0.1:9464", pattern=r"^(public|off|[\w.\-\[\]:]+:\d{1,5})$")
     bff_log_level: Literal["debug", "info", "warning", "error"] = "info"
     bff_log_format: Literal["json", "console"] = "json"
     bff_redis_max_connections: int = Field(default=200, ge=2)

@@ -76,7 +76,11 @@ async def test_credential_rotation_keeps_every_session(shop: Shop, redis_url: st
 
     # The merchant generates a new secret; both are valid. The BFF is deployed with new + previous.
     await shop.knob("credentials", add={"client_id": CLIENT_ID, "client_secret": NEW_SECRET})
-    rotated: dict[str, Any] = {"shopify_client_secret": NEW_SECRET, "shopify_previous_client_secret": CLIENT_SECRET}
+    rotated: dict[str, Any] = {
+        "shopify_client_secret": NEW_SECRET,
+        "shopify_previous_client_secret": CLIENT_SECRET,
+        "bff_metrics_listener": "public",
+    }
     async with bff_app(shop, redis_url, **rotated) as during:
         adopt(during, cookies)
         await expire_tokens(shop)

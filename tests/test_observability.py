@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
@@ -16,6 +16,7 @@ from tests.helpers import (
     CSRF,
     CUSTOMER_QUERY,
     SESSION_SECRET,
+    Settings,
     Shop,
     configure_logging,
     gql,
@@ -81,6 +82,13 @@ def metric(text: str, name: str, **labels: str) -> float:
     return 0.0
 
 
+@pytest.fixture
+async def bff(shop: Shop, redis_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    """The BFF with /metrics on its public listener, as these tests read it."""
+    async with running_bff(make_settings(shop.url, redis_url, bff_metrics_listener="public")) as client:
+        yield client
+
+
 async def test_metrics_move(bff: httpx.AsyncClient, shop: Shop) -> None:
     await login_with_expired_token(bff, shop)
     assert (await gql(bff)).status_code == 200
@@ -109,3 +117,24 @@ async def test_metrics_can_leave_the_public_listener(shop: Shop, redis_url: str)
             scraped = await scraper.get(f"http://127.0.0.1:{port}/metrics")
     assert scraped.status_code == 200
     assert "bff_logins_total" in scraped.text
+
+
+async def test_metrics_are_not_public_by_default(shop: Shop, redis_url: str) -> None:
+    settings = make_settings(
+        shop.url, redis_url, bff_metrics_listener=Settings.model_fields["bff_metrics_listener"].default
+    )
+    assert settings.metrics_address == ("127.0.0.1", 9464)
+    async with running_bff(settings) as client:
+        assert (await client.get("/metrics")).status_code == 404
+
+
+async def test_attacker_chosen_callback_errors_make_no_new_metric_series(bff: httpx.AsyncClient, shop: Shop) -> None:
+    for i in range(50):
+        state = query_of(await start_login(bff))["state"]
+        await bff.get("/auth/callback", params={"state": state, "error": f"made_up_error_{i}"})
+    outcomes = {
+        line.split('outcome="')[1].split('"')[0]
+        for line in (await bff.get("/metrics")).text.splitlines()
+        if line.startswith("bff_callbacks_total{")
+    }
+    assert outcomes == {"authorization_failed"}
