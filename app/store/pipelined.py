@@ -7,8 +7,9 @@ bench/results.md), and that difference was most of what the BFF added per reques
 One connection carries every concurrent call: commands are written as they come and replies, parsed by
 hiredis (the C parser redis-py itself uses), resolve the waiting futures in order. A broken or stuck
 connection fails every waiting call with redis-py's ConnectionError (a 503 upstream, never a logout)
-and the next call reconnects. Plain `redis://` only; TLS, Sentinel and Cluster URLs use redis-py
-throughout.
+and the next call reconnects. Plain `redis://` only; TLS, Unix-socket, Sentinel and Cluster URLs use
+redis-py throughout. The runner reads no URL: connections.py resolves REDIS_URL once, with redis-py's own
+parser, into the `Endpoint` both paths use.
 """
 
 from __future__ import annotations
@@ -16,18 +17,36 @@ from __future__ import annotations
 import asyncio
 import collections
 import hashlib
+import logging
 import time
+from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 import hiredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
+log = logging.getLogger(__name__)
+
 
 def supports(url: str) -> bool:
     # TLS (rediss://) stays on redis-py, which honours the URL's ssl_* options (CA file, verification).
     return urlsplit(url).scheme == "redis"
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where and as whom the runner connects: exactly what redis-py resolved from REDIS_URL."""
+
+    host: str = "localhost"
+    port: int = 6379
+    db: int = 0
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    client_name: str | None = None
+    timeout: float = 2.0  # a reply later than this means the connection is stuck (socket_timeout)
+    connect_timeout: float = 2.0
 
 
 def _pack(*args: bytes | str | int) -> bytes:
@@ -92,17 +111,18 @@ class _Connection(asyncio.Protocol):
 class ScriptRunner:
     """Runs one Lua script by EVALSHA over a single pipelined connection (see the module docstring)."""
 
-    def __init__(self, url: str, script: str, *, timeout: float = 2.0) -> None:
-        self._url = urlsplit(url)
+    def __init__(self, endpoint: Endpoint, script: str) -> None:
+        self._endpoint = endpoint
         self._script = script.encode()
         self._sha = hashlib.sha1(self._script, usedforsecurity=False).hexdigest().encode()
-        self._timeout = timeout
+        self._timeout = endpoint.timeout
         self._conn: _Connection | None = None
         self._connecting = asyncio.Lock()
         self._watchdog: asyncio.Task[None] | None = None
+        self._refusal: str | None = None  # the last setup refusal logged, so an outage logs once, not per call
 
     async def __call__(self, keys: list[str], args: list[Any]) -> Any:
-        conn = self._conn if self._conn is not None and not self._conn.closed else await self._connect()
+        conn = await self._connection()
         reply = await conn.send(_pack(b"EVALSHA", self._sha, len(keys), *keys, *args))
         if isinstance(reply, hiredis.ReplyError):
             if not str(reply).startswith("NOSCRIPT"):
@@ -114,6 +134,15 @@ class ScriptRunner:
                 raise ResponseError(str(reply))
         return reply
 
+    async def ping(self) -> None:
+        """A round trip on the very connection the script uses (connecting first if need be), for readiness."""
+        reply = await (await self._connection()).send(_pack(b"PING"))
+        if isinstance(reply, hiredis.ReplyError):  # a refused PING is the connection's state, not a bad script
+            raise RedisConnectionError(f"Redis refused PING: {reply}")
+
+    async def _connection(self) -> _Connection:
+        return self._conn if self._conn is not None and not self._conn.closed else await self._connect()
+
     async def _connect(self) -> _Connection:
         async with self._connecting:
             if self._conn is not None and not self._conn.closed:
@@ -121,32 +150,38 @@ class ScriptRunner:
             loop = asyncio.get_running_loop()
             conn = None
             try:
-                async with asyncio.timeout(self._timeout):
-                    _, conn = await loop.create_connection(
-                        _Connection, self._url.hostname or "127.0.0.1", self._url.port or 6379
-                    )
+                async with asyncio.timeout(self._endpoint.connect_timeout):
+                    _, conn = await loop.create_connection(_Connection, self._endpoint.host, self._endpoint.port)
                     await self._handshake(conn)
             except (OSError, TimeoutError) as exc:
                 if conn is not None:
                     conn.abort()  # connected but the handshake stalled: do not leak the socket
                 raise RedisConnectionError(f"cannot connect to Redis: {exc}") from exc
-            self._conn = conn
+            self._conn, self._refusal = conn, None
             if self._watchdog is None or self._watchdog.done():
                 self._watchdog = asyncio.create_task(self._watch())
             return conn
 
     async def _handshake(self, conn: _Connection) -> None:
-        replies = []
-        if self._url.password:
-            user = unquote(self._url.username or "default")
-            replies.append(await conn.send(_pack(b"AUTH", user, unquote(self._url.password))))
-        db = self._url.path.strip("/")
-        if db and db != "0":
-            replies.append(await conn.send(_pack(b"SELECT", db)))
-        for reply in replies:
+        # Sent in one write, read in order. The PING makes a connection Redis accepts but will not serve
+        # (NOAUTH, max clients) fail here, as a connection error, instead of on the first script call.
+        to = self._endpoint
+        commands = []
+        if to.password is not None:  # AUTH <password> alone is the `default` user, and works before Redis 6
+            commands.append(_pack(b"AUTH", *([to.username] if to.username else []), to.password))
+        if to.client_name:
+            commands.append(_pack(b"CLIENT", b"SETNAME", to.client_name))
+        if to.db:
+            commands.append(_pack(b"SELECT", to.db))
+        commands.append(_pack(b"PING"))
+        futures = [conn.send(command) for command in commands]
+        for reply in [await future for future in futures]:
             if isinstance(reply, hiredis.ReplyError):
                 conn.abort()
-                raise RedisConnectionError(f"Redis refused the connection setup: {reply}")
+                if str(reply) != self._refusal:
+                    self._refusal = str(reply)
+                    log.error("Redis refused the hot path's connection (%s); check REDIS_URL", reply)
+                raise RedisConnectionError(f"Redis refused the connection setup: {reply}; check REDIS_URL")
 
     async def _watch(self) -> None:
         # One timer for all calls instead of a timeout per call: a reply that is this late means the

@@ -128,6 +128,7 @@ class SessionStore:
         # Slide at most every 1% of the idle timeout (capped at a minute): one write per burst.
         self._slack_ms = min(60_000, self._idle_ms // 100)
         self._read: Any = redis.hot_script(SESSION_READ_SCRIPT)
+        self._ready = redis.ready
         self._replace: Any = self._redis.register_script(_REPLACE)
 
     def _now_ms(self) -> int:
@@ -251,5 +252,5 @@ class SessionStore:
         return ended
 
     async def ping(self) -> bool:
-        """Readiness: a write, not PING, so a read-only replica or a full Redis counts as not ready."""
-        return bool(await guarded(self._redis.set("bff:readyz", b"1", px=10_000)))
+        """Readiness of every connection the store uses, the hot path's included (RedisConnections.ready)."""
+        return await guarded(self._ready())
