@@ -32,7 +32,7 @@ async def _check_redis(settings: Settings, say: Printer) -> bool:
 async def _check_shop(settings: Settings, say: Printer) -> bool:
     ok = True
     async with auth_http_client(user_agent=settings.bff_user_agent, connect_timeout=10, read_timeout=10) as http:
-        discovery = Discovery(http, shop_origin=settings.shop_origin, api_version=settings.shopify_api_version, ttl=0)
+        discovery = Discovery.from_settings(http, settings)
         try:
             endpoints = await discovery.endpoints()
             keys = await discovery.keys()

@@ -62,9 +62,7 @@ def build_services(
         absolute_lifetime=settings.bff_session_absolute_lifetime,
         clock=clock,
     )
-    discovery = Discovery(
-        http, shop_origin=settings.shop_origin, api_version=settings.shopify_api_version, ttl=settings.bff_discovery_ttl
-    )
+    discovery = Discovery.from_settings(http, settings, clock=clock)
     oauth = ShopifyOAuth(
         http, discovery, redirect_uri=settings.redirect_uri, scopes=settings.shopify_scopes, clock=clock
     )
@@ -199,6 +197,7 @@ def create_app(
                 )
             )
             app.state.services = build_services(settings, redis, auth_http, graphql, metrics, clock=clock)
+            stack.push_async_callback(app.state.services.discovery.aclose)  # before auth_http closes
             _start_metrics_listener(settings, metrics, stack)
             yield
 

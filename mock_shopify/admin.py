@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
@@ -15,6 +16,16 @@ from mock_shopify.state import Credential, Delay, Failure, Store
 
 TOKEN_FAILURES = (500, 502, 503, 429, 401)
 GRAPHQL_FAILURES = (429, 500, 502, 503, 401)
+DISCOVERY_FAILURES = (404, 500, 502, 503)
+DISCOVERY_FIELDS = (
+    "issuer",
+    "authorization_endpoint",
+    "token_endpoint",
+    "end_session_endpoint",
+    "jwks_uri",
+    "graphql_api",
+    "mcp_api",
+)
 TAMPER_KINDS = ("bad_signature", "wrong_iss", "wrong_aud", "wrong_nonce", "expired", "unknown_kid")
 SETTINGS = ("access_token_ttl", "code_ttl", "id_token_ttl")
 
@@ -62,6 +73,9 @@ class AdminEndpoints:
             "settings": self.settings,
             "fail_token": lambda b: self._set("fail_token", _failure(b, TOKEN_FAILURES)),
             "fail_graphql": lambda b: self._set("fail_graphql", _failure(b, GRAPHQL_FAILURES)),
+            "fail_discovery": lambda b: self._set("fail_discovery", _failure(b, DISCOVERY_FAILURES)),
+            "hold_discovery": self.hold_discovery,
+            "discovery_fields": self.discovery_fields,
             "delay_token": lambda b: self._set("delay_token", _delay(b)),
             "delay_graphql": lambda b: self._set("delay_graphql", _delay(b)),
             "expire_access_tokens": self.expire_access_tokens,
@@ -139,6 +153,28 @@ class AdminEndpoints:
             raise BadKnob(f"kind must be one of {list(TAMPER_KINDS)}")
         self.store.knobs.tamper_next_id_token = kind
         return {"kind": kind}
+
+    def hold_discovery(self, body: dict[str, Any]) -> dict[str, Any]:
+        """`{"hold": true}`: discovery documents wait until `{"hold": false}` (or a reset) releases them."""
+        hold = body.get("hold")
+        if not isinstance(hold, bool):
+            raise BadKnob("hold must be a boolean")
+        knobs = self.store.knobs
+        if knobs.hold_discovery is not None:
+            knobs.hold_discovery.set()
+        # Made here, in the serving loop, so the event belongs to the loop the documents wait in.
+        knobs.hold_discovery = asyncio.Event() if hold else None
+        return {"hold": hold}
+
+    def discovery_fields(self, body: dict[str, Any]) -> dict[str, Any]:
+        """`{"token_endpoint": "http://203.0.113.7/steal", ...}`: served in place of the real values."""
+        unknown = set(body) - set(DISCOVERY_FIELDS)
+        if unknown:
+            raise BadKnob(f"unknown discovery fields: {sorted(unknown)}")
+        if not all(isinstance(v, str) for v in body.values()):
+            raise BadKnob("discovery field values must be strings")
+        self.store.knobs.discovery_fields.update(body)
+        return {"discovery_fields": self.store.knobs.discovery_fields}
 
     def credentials(self, body: dict[str, Any]) -> dict[str, Any]:
         """`{"add": {"client_id", "client_secret"}}` and/or `{"revoke_secret": "<secret>"}`."""

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from mock_shopify.authorize import SCOPES_SUPPORTED
-from mock_shopify.state import Store
+from mock_shopify.state import Store, take_failure
 
 UI_LOCALES = (
     "bg cs da de el en es fi fr hi hr hu id it ja ko lt ms nb nl pl pt-BR pt-PT ro ru sk sl sv th tr vi zh-CN zh-TW"
@@ -32,11 +34,24 @@ class DiscoveryEndpoints:
         # Recorded so tests can check that every outbound call carries the BFF's User-Agent.
         self.store.stats.user_agents[what] = request.headers.get("user-agent", "")
 
+    async def _document(self, request: Request, what: str, document: dict[str, Any]) -> JSONResponse:
+        """One discovery document, after the knobs: counted, held, failed or with fields overridden."""
+        self._seen(request, what)
+        knobs = self.store.knobs
+        self.store.stats.discovery_requests += 1
+        if knobs.hold_discovery is not None:
+            await knobs.hold_discovery.wait()
+        if failure := take_failure(knobs.fail_discovery):
+            return JSONResponse({"errors": "Injected failure"}, status_code=failure.status)
+        overrides = {k: v for k, v in knobs.discovery_fields.items() if k in document}
+        return JSONResponse({**document, **overrides})
+
     async def openid_configuration(self, request: Request) -> JSONResponse:
-        self._seen(request, "openid-configuration")
         config = self.store.config
         auth = config.auth_base
-        return JSONResponse(
+        return await self._document(
+            request,
+            "openid-configuration",
             {
                 "issuer": config.issuer,
                 "token_endpoint": f"{auth}/oauth/token",
@@ -59,17 +74,18 @@ class DiscoveryEndpoints:
                 "ui_locales_supported": UI_LOCALES,
                 "op_policy_uri": "https://www.shopify.com/legal/privacy",
                 "op_tos_uri": "https://www.shopify.com/legal/terms",
-            }
+            },
         )
 
     async def customer_account_api(self, request: Request) -> JSONResponse:
-        self._seen(request, "customer-account-api")
         config = self.store.config
-        return JSONResponse(
+        return await self._document(
+            request,
+            "customer-account-api",
             {
                 "graphql_api": f"{config.base_url}/customer/api/{config.api_version}/graphql",
                 "mcp_api": f"{config.base_url}/customer/api/mcp",
-            }
+            },
         )
 
     async def jwks(self, request: Request) -> JSONResponse:

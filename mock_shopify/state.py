@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import secrets
 import time
@@ -84,6 +85,11 @@ class Knobs:
     delay_token: Delay | None = None
     delay_graphql: Delay | None = None
     tamper_next_id_token: str | None = None
+    fail_discovery: Failure | None = None
+    # Discovery documents wait while this is set, until the hold is released (or the stand-in reset).
+    hold_discovery: asyncio.Event | None = None
+    # Overrides for fields of the discovery documents (a tampered or custom-domain shop).
+    discovery_fields: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -93,6 +99,7 @@ class Stats:
     token_failures_injected: int = 0
     graphql_requests: int = 0
     logouts: int = 0
+    discovery_requests: int = 0  # both documents count, held or failed ones included
     last_token_request: dict[str, Any] | None = None
     last_graphql_request: dict[str, Any] | None = None
     user_agents: dict[str, str] = field(default_factory=dict)  # the last User-Agent per discovery document
@@ -141,6 +148,8 @@ class Store:
         self.access_tokens.clear()
         self.refresh_tokens.clear()
         self.buckets.clear()
+        if self.knobs.hold_discovery is not None:
+            self.knobs.hold_discovery.set()
         self.knobs = Knobs(self.config.access_token_ttl, self.config.code_ttl, self.config.id_token_ttl)
         self.stats = Stats()
 

@@ -1,24 +1,45 @@
-"""The shop's two discovery documents and its JWKS, fetched over HTTP and cached with a TTL.
+"""The shop's two discovery documents and its JWKS, fetched over HTTP, checked, and cached with a TTL.
 
-No Shopify endpoint is hard-coded: everything comes from
-`/.well-known/openid-configuration` and `/.well-known/customer-account-api` on the shop domain.
+No Shopify endpoint is hard-coded: everything comes from `/.well-known/openid-configuration` and
+`/.well-known/customer-account-api` on the shop domain. Two properties make that safe and fast:
+
+- **Every endpoint is checked before use** (`EndpointRule`). The token endpoint receives the client secret, the
+  GraphQL endpoint the customer's access token, and the logout endpoint becomes a browser redirect, so a document
+  naming any other place than Shopify's hosts, the shop's own or BFF_DISCOVERY_EXTRA_HOSTS is refused as a whole
+  (502 `discovery_failed`, which /readyz reports): nothing is ever sent to a refused endpoint.
+- **Stale-while-revalidate.** Past its TTL the cached copy is still served at once while one background task
+  refetches, bounded by an overall deadline; a failed refetch keeps the copy and is retried `retry_after` seconds
+  later, not on every request. Only a cold start (no copy yet) waits, and concurrent cold callers share one fetch.
+  A TTL of 0 turns the cache off: every call fetches and waits (tests use it to reach the shop on every route).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
 from joserfc.jwk import KeySet
 
-from app.errors import BFFError, DiscoveryFailed
+from app.errors import BFFError, DiscoveryFailed, DiscoveryTimeout
 from app.shopify.http import get_json
+from app.urls import Origin
 
+if TYPE_CHECKING:
+    from app.config import Settings
+
+log = logging.getLogger("bff.discovery")
+
+SHOPIFY_HOST = "shopify.com"
 _VERSION_IN_URL = re.compile(r"/customer/api/[^/]+/graphql$")
+# Whitespace, controls and backslashes (which browsers read as `/`) never appear in a real endpoint.
+_FORBIDDEN = re.compile(r"[\x00-\x20\x7f\\]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,36 +61,132 @@ def pin_api_version(graphql_api: str, version: str) -> str:
     return graphql_api
 
 
-class Discovery:
-    """Caches the shop's endpoints and signing keys; serves a stale copy when a refetch fails."""
+class EndpointRule:
+    """Where a discovered endpoint may point: `https://` on the default port, no credentials or fragment, on
 
-    def __init__(self, http: httpx.AsyncClient, *, shop_origin: str, api_version: str, ttl: float) -> None:
-        """`http` is the shop's auth client (http.py), which sets the User-Agent and timeouts."""
+    - `shopify.com` or a subdomain of it (the canonical `shopify.com/authentication/{shop_id}` shape),
+    - the shop's own host, or `account.` + that host without a leading `www.` (a custom customer-account domain:
+      shop `crukafe.com` or `www.crukafe.com` → `account.crukafe.com`), or
+    - an `extra_hosts` entry (BFF_DISCOVERY_EXTRA_HOSTS), matched exactly.
+
+    Exact hosts, not "anything under the shop's registrable domain": that would need the public suffix list and
+    would trust every sibling subdomain. A loopback stand-in's http endpoints are allowed on its own origin only.
+    """
+
+    def __init__(self, shop_origin: str, extra_hosts: Iterable[str] = ()) -> None:
+        self._shop_origin = Origin.of(shop_origin)
+        shop_host = urlsplit(self._shop_origin).hostname or ""
+        extra = (h.strip().lower().rstrip(".") for h in extra_hosts)
+        self._hosts = frozenset({shop_host, f"account.{shop_host.removeprefix('www.')}", *extra} - {""})
+
+    def allows(self, url: str) -> bool:
+        if _FORBIDDEN.search(url):
+            return False
+        try:
+            parts = urlsplit(url)
+            origin = Origin.of(url)
+        except ValueError:  # not absolute, or a bad port
+            return False
+        if parts.username is not None or parts.password is not None or parts.fragment:
+            return False
+        if origin == self._shop_origin:
+            return True
+        host = parts.hostname or ""
+        # The origin comparison refuses http, other schemes and explicit non-default ports in one go.
+        on_allowed_host = host in self._hosts or host == SHOPIFY_HOST or host.endswith(f".{SHOPIFY_HOST}")
+        return on_allowed_host and origin == f"https://{host}"
+
+
+class Discovery:
+    """Caches the shop's endpoints and signing keys; refreshes them in the background past the TTL."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        shop_origin: str,
+        api_version: str,
+        ttl: float,
+        deadline: float,
+        extra_hosts: Iterable[str] = (),
+        retry_after: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """`http` is the shop's auth client (http.py), which sets the User-Agent and per-read timeouts;
+        `deadline` bounds one whole fetch (both documents, or the JWKS)."""
         self._http = http
         self._shop_origin = shop_origin
         self._api_version = api_version
         self._ttl = ttl
+        self._deadline = deadline
+        self._retry_after = retry_after
+        self._clock = clock
+        self._rule = EndpointRule(shop_origin, extra_hosts)
         self._endpoints: ShopEndpoints | None = None
         self._fetched_at = 0.0
+        self._retry_at = 0.0
+        self._fetching: asyncio.Task[ShopEndpoints] | None = None
         self._keys: KeySet | None = None
-        self._lock = asyncio.Lock()
         self._keys_lock = asyncio.Lock()
 
+    @classmethod
+    def from_settings(
+        cls, http: httpx.AsyncClient, settings: Settings, *, clock: Callable[[], float] = time.monotonic
+    ) -> Discovery:
+        return cls(
+            http,
+            shop_origin=settings.shop_origin,
+            api_version=settings.shopify_api_version,
+            ttl=settings.bff_discovery_ttl,
+            deadline=settings.bff_upstream_connect_timeout + settings.bff_upstream_read_timeout,
+            extra_hosts=settings.bff_discovery_extra_hosts,
+            clock=clock,
+        )
+
     async def endpoints(self) -> ShopEndpoints:
-        if self._endpoints and time.monotonic() - self._fetched_at < self._ttl:
-            return self._endpoints
-        async with self._lock:
-            if self._endpoints and time.monotonic() - self._fetched_at < self._ttl:
-                return self._endpoints
+        cached = self._endpoints
+        if cached is None or self._ttl == 0:
             try:
-                self._endpoints = await self._fetch()
-                self._fetched_at = time.monotonic()
+                # Shielded: a caller that goes away does not cancel the fetch the others wait for.
+                return await asyncio.shield(self._fetch_once(background=False))
             except BFFError:
-                if self._endpoints is None:
+                if cached is None:
                     raise
-                # A shop blip must not break logins that a cached copy can still serve.
-                self._fetched_at = time.monotonic() - self._ttl + min(30.0, self._ttl)
-            return self._endpoints
+                return cached  # TTL 0: a shop blip is still served from the last good copy
+        now = self._clock()
+        age = now - self._fetched_at
+        if (age >= self._ttl or age < 0) and now >= self._retry_at:
+            self._fetch_once(background=True)
+        return cached
+
+    async def aclose(self) -> None:
+        """Cancel a refresh in flight (the lifespan calls this before closing the http client)."""
+        task, self._fetching = self._fetching, None
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait([task])
+
+    def _fetch_once(self, *, background: bool) -> asyncio.Task[ShopEndpoints]:
+        """The fetch in flight, or a new one: never two at once."""
+        if self._fetching is None or self._fetching.done():
+            self._fetching = asyncio.create_task(self._refresh(background=background), name="discovery")
+            self._fetching.add_done_callback(_retrieved)
+        return self._fetching
+
+    async def _refresh(self, *, background: bool) -> ShopEndpoints:
+        try:
+            async with asyncio.timeout(self._deadline):
+                endpoints = await self._fetch()
+        except Exception as exc:
+            self._retry_at = self._clock() + self._retry_after
+            if background:  # nobody awaits this task: say why the cached copy is still in use
+                code = exc.code if isinstance(exc, BFFError) else type(exc).__name__
+                log.warning("discovery refresh failed (%s); serving the cached copy, retrying later", code)
+            if isinstance(exc, TimeoutError):
+                raise DiscoveryTimeout("Timed out fetching the shop's discovery documents.") from exc
+            raise
+        self._endpoints, self._fetched_at = endpoints, self._clock()
+        return endpoints
 
     async def _fetch(self) -> ShopEndpoints:
         oidc, caa = await asyncio.gather(
@@ -78,28 +195,28 @@ class Discovery:
                 self._http, f"{self._shop_origin}/.well-known/customer-account-api", "Customer Account API document"
             ),
         )
-        try:
-            return ShopEndpoints(
-                issuer=str(oidc["issuer"]),
-                authorization_endpoint=self._url(oidc["authorization_endpoint"]),
-                token_endpoint=self._url(oidc["token_endpoint"]),
-                end_session_endpoint=self._url(oidc["end_session_endpoint"]),
-                jwks_uri=self._url(oidc["jwks_uri"]),
-                graphql_url=pin_api_version(self._url(caa["graphql_api"]), self._api_version),
-            )
-        except KeyError as exc:
-            raise DiscoveryFailed(f"The shop's discovery lacks {exc.args[0]}.") from exc
+        if "issuer" not in oidc:
+            raise DiscoveryFailed("The shop's discovery lacks issuer.")
+        return ShopEndpoints(
+            issuer=str(oidc["issuer"]),
+            authorization_endpoint=self._endpoint(oidc, "authorization_endpoint"),
+            token_endpoint=self._endpoint(oidc, "token_endpoint"),
+            end_session_endpoint=self._endpoint(oidc, "end_session_endpoint"),
+            jwks_uri=self._endpoint(oidc, "jwks_uri"),
+            graphql_url=pin_api_version(self._endpoint(caa, "graphql_api"), self._api_version),
+        )
 
-    def _url(self, value: object) -> str:
-        """A discovered endpoint, validated: an absolute https URL (http only for a loopback stand-in)."""
-        text = str(value)
-        parts = urlsplit(text)
-        loopback_shop = self._shop_origin.startswith("http://")
-        if parts.scheme not in ({"https", "http"} if loopback_shop else {"https"}) or not parts.hostname:
-            raise DiscoveryFailed("The shop's discovery names an endpoint that is not an https URL.")
-        if parts.username or parts.password or parts.fragment:
-            raise DiscoveryFailed("The shop's discovery names an endpoint with credentials or a fragment.")
-        return text
+    def _endpoint(self, document: dict[str, Any], name: str) -> str:
+        """A discovered endpoint that `EndpointRule` allows; the detail names the field, never the URL."""
+        if name not in document:
+            raise DiscoveryFailed(f"The shop's discovery lacks {name}.")
+        value = document[name]
+        if not isinstance(value, str) or not self._rule.allows(value):
+            raise DiscoveryFailed(
+                f"The shop's discovery names a {name} that is not an https URL on an allowed host "
+                "(Shopify's, the shop's own, or BFF_DISCOVERY_EXTRA_HOSTS)."
+            )
+        return value
 
     async def keys(self, *, refetch: bool = False) -> KeySet:
         """The shop's ID-token signing keys; `refetch` once when a token names an unknown kid."""
@@ -109,9 +226,19 @@ class Discovery:
             if self._keys is not None and not refetch:
                 return self._keys
             endpoints = await self.endpoints()
-            body = await get_json(self._http, endpoints.jwks_uri, "JWKS")
+            try:
+                async with asyncio.timeout(self._deadline):
+                    body = await get_json(self._http, endpoints.jwks_uri, "JWKS")
+            except TimeoutError as exc:
+                raise DiscoveryTimeout("Timed out fetching the shop's JWKS.") from exc
             try:
                 self._keys = KeySet.import_key_set(body)  # type: ignore[arg-type]
             except Exception as exc:
                 raise DiscoveryFailed("The shop's JWKS could not be read.") from exc
             return self._keys
+
+
+def _retrieved(task: asyncio.Task[ShopEndpoints]) -> None:
+    # A background refresh's failure is logged in _refresh; mark it retrieved so asyncio does not log it again.
+    if not task.cancelled():
+        task.exception()
