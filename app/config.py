@@ -173,6 +173,15 @@ class Settings(BaseSettings):
     bff_upstream_connect_timeout: float = Field(default=5.0, gt=0)
     bff_upstream_read_timeout: float = Field(default=20.0, gt=0)
     bff_user_agent: str = "customer-account-bff/0.1"
+    # Whole-exchange deadlines: a client that trickles its body, or an upstream that drip-feeds its
+    # answer, cannot hold a worker longer than these (per-read timeouts alone do not bound either).
+    bff_body_read_timeout: float = Field(default=10.0, gt=0)
+    bff_upstream_total_timeout: float = Field(default=30.0, gt=0)
+    # uvicorn's own limits for `python -m app serve`: connections served at once, idle keep-alive seconds.
+    bff_max_connections: int = Field(default=1000, ge=1)
+    bff_keepalive_timeout: int = Field(default=5, ge=1)
+    # Pending logins (10 minutes each) kept at once, across every client: past it, new logins get a 503.
+    bff_max_pending_logins: int = Field(default=100_000, ge=100)
     bff_token_encryption_keys: SecretStr | None = None
     bff_rate_limit_login: str = "30/minute"
     bff_rate_limit_graphql: str = "300/minute"
