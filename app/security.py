@@ -33,17 +33,49 @@ def check_csrf(origin: str | None, x_csrf: str | None, trusted: frozenset[Origin
     raise CsrfFailed("Missing CSRF proof: send the header `X-CSRF: 1`.")
 
 
-def client_ip(peer: str | None, forwarded_for: str | None, trusted_proxies: tuple[IPNetwork, ...]) -> str:
-    """The client's address: the TCP peer, or, only when that peer is a trusted proxy, the nearest
-    X-Forwarded-For entry that is not itself a trusted proxy (never the spoofable leftmost one)."""
+MAX_HOPS = 32  # X-Forwarded-For entries looked at, nearest first; a longer chain is not believable anyway
+# uvicorn, run without `--no-proxy-headers` (`uvicorn app.main:create_app --factory` does so), replaces
+# the TCP peer by an X-Forwarded-For hop whenever the peer is one of its trusted hosts, by default only
+# 127.0.0.1, before the BFF sees the request.
+UVICORN_TRUSTED = "127.0.0.1"
+
+
+def _hop_address(hop: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address of one X-Forwarded-For entry (`1.2.3.4`, `1.2.3.4:5678`, `[::1]:5678`, `::1`), else None."""
+    hop = hop.strip()
+    if hop.startswith("["):
+        hop = hop[1 : hop.find("]")] if "]" in hop else ""
+    elif hop.count(":") == 1:
+        hop = hop.partition(":")[0]
+    try:
+        return ipaddress.ip_address(hop)
+    except ValueError:
+        return None
+
+
+def client_ip(peer: str | None, forwarded_for: list[str], trusted_proxies: tuple[IPNetwork, ...]) -> str:
+    """The client's address for rate limits and logs: the TCP peer, or, only when that peer is in
+    BFF_TRUSTED_PROXIES, the nearest X-Forwarded-For hop that is not (every header line counts, joined
+    in order, as proxies that append a line of their own send them). A hop that is not an IP address
+    ends the walk at the last trusted one: a malformed chain is not believed past that point.
+    """
+    hops = [h for line in forwarded_for for h in line.split(",") if h.strip()][-MAX_HOPS:]
+    addresses = [_hop_address(h) for h in hops]
     peer = peer or "unknown"
-    if not trusted_proxies or not _in_networks(peer, trusted_proxies):
+    untrusted_by_uvicorn = [a for a in addresses if a is not None and str(a) != UVICORN_TRUSTED]
+    if untrusted_by_uvicorn and peer == str(untrusted_by_uvicorn[-1]):
+        # uvicorn put this hop where the peer was, which it does only for a peer on 127.0.0.1: undo it,
+        # so every way of starting the BFF applies these rules, and only these, to the same request.
+        peer = UVICORN_TRUSTED
+    if not _in_networks(peer, trusted_proxies):
         return peer
-    forwarded = [h.strip() for h in (forwarded_for or "").split(",") if h.strip()]
-    for hop in reversed(forwarded):
-        if not _in_networks(hop, trusted_proxies):
-            return hop
-    return forwarded[0] if forwarded else peer
+    for address in reversed(addresses):
+        if address is None:
+            return peer
+        if not any(address in network for network in trusted_proxies):
+            return str(address)
+        peer = str(address)
+    return peer
 
 
 def _in_networks(address: str, networks: tuple[IPNetwork, ...]) -> bool:

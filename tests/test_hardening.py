@@ -14,6 +14,8 @@ from typing import Any
 import httpx
 import pytest
 import redis.asyncio as aioredis
+from asgi_lifespan import LifespanManager
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from devkit.redis_server import RedisProcess, free_port, redis_binary
 from tests.helpers import (
@@ -31,6 +33,7 @@ from tests.helpers import (
     Settings,
     Shop,
     authorize_at_shop,
+    create_app,
     gql,
     login,
     make_settings,
@@ -47,10 +50,11 @@ OTHER_SESSION_SECRET = "Pz8rT2vK9qW4xN7mB1cJ5hL3dF6gS0aY"
 
 @asynccontextmanager
 async def bff_app(
-    shop: Shop, redis_url: str, *, clock: Clock | None = None, **overrides: Any
+    shop: Shop, redis_url: str, *, clock: Clock | None = None, peer: str = "127.0.0.1", **overrides: Any
 ) -> AsyncIterator[httpx.AsyncClient]:
-    """One BFF 'deployment' with these settings; the client is a browser that keeps cookies."""
-    async with running_bff(make_settings(shop.url, redis_url, **overrides), clock=clock or Clock()) as client:
+    """One BFF 'deployment' with these settings; the client is a browser (at `peer`) that keeps cookies."""
+    settings = make_settings(shop.url, redis_url, **overrides)
+    async with running_bff(settings, clock=clock or Clock(), client_ip=peer) as client:
         yield client
 
 
@@ -322,6 +326,55 @@ async def test_trusted_proxy_forwarded_for_is_used(shop: Shop, redis_url: str) -
         # Another client behind the same proxy has its own budget; a spoofed leftmost entry changes nothing.
         other = {"X-Forwarded-For": "198.51.100.1, 198.51.100.2"}
         assert (await client.get("/auth/login", headers=other)).status_code == 302
+
+
+async def test_every_forwarded_for_line_counts_behind_a_proxy_that_appends_its_own(shop: Shop, redis_url: str) -> None:
+    """HAProxy's `option forwardfor` adds a second header line: the client's own first line is not the answer."""
+    async with bff_app(shop, redis_url, bff_rate_limit_login="2/minute", bff_trusted_proxies="127.0.0.1/32") as client:
+        codes = []
+        for spoofed in ("203.0.113.1", "203.0.113.2", "203.0.113.3"):
+            lines = [("X-Forwarded-For", spoofed), ("X-Forwarded-For", "198.51.100.9")]  # ours last
+            codes.append((await client.get("/auth/login", headers=lines)).status_code)
+        assert codes == [302, 302, 429]
+
+
+@pytest.mark.parametrize(
+    ("hop", "proxy"),
+    [
+        ("not-an-ip", "192.0.2.31"),
+        ("a" * 12_000, "192.0.2.32"),
+        ("198.51.100.1 OR 1=", "192.0.2.33"),
+        ("999.1.1.", "192.0.2.34"),
+    ],
+)
+async def test_a_forwarded_for_hop_that_is_not_an_address_counts_as_the_proxy(
+    shop: Shop, redis_url: str, redis_client: aioredis.Redis, hop: str, proxy: str
+) -> None:
+    async with bff_app(
+        shop, redis_url, peer=proxy, bff_rate_limit_login="2/minute", bff_trusted_proxies="192.0.2.0/24"
+    ) as client:
+        codes = [
+            (await client.get("/auth/login", headers={"X-Forwarded-For": f"{hop}{i}"})).status_code for i in range(3)
+        ]
+    assert codes == [302, 302, 429]  # all three counted against the proxy, whatever the garbage
+    keys = [key async for key in redis_client.scan_iter(match="bff:rl:*")]
+    assert max(len(key) for key in keys) < 200
+
+
+async def test_uvicorns_own_proxy_headers_do_not_override_the_bffs_rules(shop: Shop, redis_url: str) -> None:
+    """`uvicorn app.main:create_app --factory` (as `make dev` runs it) rewrites the peer from X-Forwarded-For
+    for connections from 127.0.0.1; with no BFF_TRUSTED_PROXIES the BFF must still count the TCP peer."""
+    settings = make_settings(shop.url, redis_url, bff_rate_limit_login="2 per 1 minute")  # a key of its own
+    async with LifespanManager(create_app(settings, clock=Clock())) as manager:
+        proxied = ProxyHeadersMiddleware(manager.app, trusted_hosts="127.0.0.1")  # type: ignore[arg-type]
+        # uvicorn types ASGI callables more narrowly than Starlette and httpx do; the protocol is the same.
+        transport = httpx.ASGITransport(app=proxied, client=("127.0.0.1", 50000))  # type: ignore[arg-type]
+        async with httpx.AsyncClient(transport=transport, base_url=BFF_URL) as client:
+            codes = [
+                (await client.get("/auth/login", headers={"X-Forwarded-For": f"203.0.113.{i}"})).status_code
+                for i in range(3)
+            ]
+    assert codes == [302, 302, 429]
 
 
 async def test_graphql_rate_limit_per_session(shop: Shop, redis_url: str) -> None:

@@ -71,7 +71,8 @@ def _json(body: dict[str, Any], *cookies: SetCookie) -> JSONResponse:
 
 def _client(request: Request, settings: SettingsDep) -> str:
     peer = request.client.host if request.client else None
-    return ip_bucket(client_ip(peer, request.headers.get("x-forwarded-for"), settings.trusted_proxies))
+    forwarded = request.headers.getlist("x-forwarded-for")
+    return ip_bucket(client_ip(peer, forwarded, settings.trusted_proxies))
 
 
 @router.get("/login", summary="Start a login at the shop")
