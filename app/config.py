@@ -181,7 +181,7 @@ class Settings(BaseSettings):
     bff_max_connections: int = Field(default=1000, ge=1)
     bff_keepalive_timeout: int = Field(default=5, ge=1)
     # Pending logins (10 minutes each) kept at once, across every client: past it, new logins get a 503.
-    bff_max_pending_logins: int = Field(default=100_000, ge=100)
+    bff_max_pending_logins: int = Field(default=100_000, ge=10)
     bff_token_encryption_keys: SecretStr | None = None
     bff_rate_limit_login: str = "30/minute"
     bff_rate_limit_graphql: str = "300/minute"

@@ -13,7 +13,7 @@ shape, `{"error": code, "detail": text}`, for the FastAPI routes and the raw `/g
      ├── 404  NotFound          405  MethodNotAllowed        413  BodyTooLarge        429  RateLimited
      ├── 500  InternalError
      ├── 502  UpstreamUnavailable, TokenEndpointError, InvalidClient, DiscoveryFailed
-     ├── 503  SessionStoreUnavailable, TokenEndpointUnavailable, TokenEndpointThrottled
+     ├── 503  SessionStoreUnavailable, LoginCapacity, TokenEndpointUnavailable, TokenEndpointThrottled
      └── 504  UpstreamTimeout, TokenEndpointTimeout, DiscoveryTimeout, RefreshTimeout
 
 Nothing Shopify sends is echoed in a detail, since it may carry tokens. `Cache-Control: no-store` on
@@ -248,6 +248,12 @@ class SessionStoreUnavailable(BFFError):
     """The session store (Redis) is temporarily unavailable; the session is kept, retry shortly."""
 
     status, code, retry_after = 503, "session_store_unavailable", 1
+
+
+class LoginCapacity(BFFError):
+    """Too many logins are in progress at once (BFF_MAX_PENDING_LOGINS); existing sessions are unaffected."""
+
+    status, code = 503, "login_capacity"
 
 
 class TokenEndpointUnavailable(BFFError):

@@ -377,6 +377,29 @@ async def test_uvicorns_own_proxy_headers_do_not_override_the_bffs_rules(shop: S
     assert codes == [302, 302, 429]
 
 
+async def test_a_login_flood_is_bounded_and_existing_sessions_keep_working(
+    shop: Shop, redis_url: str, redis_client: aioredis.Redis
+) -> None:
+    clock = Clock()
+    overrides: dict[str, Any] = {"bff_max_pending_logins": "10", "bff_trusted_proxies": "127.0.0.1/32"}
+    async with bff_app(shop, redis_url, clock=clock, **overrides) as client:
+        await login(client, "flood.survivor@example.com")
+        before = len([k async for k in redis_client.scan_iter(match="bff:login:*")])
+        # Ten more from ten addresses (no per-IP limit helps), then the bound: 503 with Retry-After.
+        codes = []
+        for i in range(11):
+            started = await client.get("/auth/login", headers={"X-Forwarded-For": f"203.0.113.{i + 1}"})
+            codes.append(started.status_code)
+        assert codes == [302] * 9 + [503, 503]  # the survivor's login was the first of the ten
+        refused = await client.get("/auth/login", headers={"X-Forwarded-For": "203.0.113.99"})
+        assert refused.json()["error"] == "login_capacity" and int(refused.headers["retry-after"]) >= 1
+        assert len([k async for k in redis_client.scan_iter(match="bff:login:*")]) - before == 9
+        await expire_tokens(shop)  # the signed-in customer is untouched, refresh included
+        assert (await gql(client)).status_code == 200
+        clock.advance(600)  # the next window: logins start again
+        assert (await client.get("/auth/login")).status_code == 302
+
+
 async def test_graphql_rate_limit_per_session(shop: Shop, redis_url: str) -> None:
     clock = Clock()
     async with bff_app(shop, redis_url, clock=clock, bff_rate_limit_graphql="3/second") as client:

@@ -34,17 +34,19 @@ from app.errors import (
     InvalidGrant,
     InvalidRequest,
     InvalidState,
+    LoginCapacity,
     StateMismatch,
     error_response,
     log_failure,
 )
 from app.metrics import Metrics
+from app.rates import Rate
 from app.security import check_csrf, client_ip, fingerprint, new_id
 from app.shopify.credentials import Credentials
 from app.shopify.discovery import Discovery
 from app.shopify.idtoken import verify_id_token
 from app.shopify.oauth import ShopifyOAuth, callback_error
-from app.store.logins import PendingLogin
+from app.store.logins import PENDING_LOGIN_TTL, PendingLogin
 from app.store.rate_limits import ip_bucket
 from app.store.sessions import Session, SessionStore
 from app.urls import safe_return_to, with_query_flag
@@ -93,6 +95,10 @@ async def login(
     prompt: str | None = None,
 ) -> Response:
     await limits.hit("login", _client(request, settings), settings.login_rate, detail=_TOO_MANY)
+    # All clients together, after the per-IP limit (so one flooding address does not use this up):
+    # pending logins live 10 minutes, so at most twice this many exist at any moment.
+    pending_rate = Rate(settings.bff_max_pending_logins, PENDING_LOGIN_TTL)
+    await limits.hit("pending", "all", pending_rate, detail=_BUSY, error=LoginCapacity)
     target = safe_return_to(return_to, default=settings.default_return_to, trusted=settings.trusted_origins)
     if locale is not None and not _LOCALE.match(locale):
         raise InvalidRequest("locale must look like `en` or `fr-CA`.")
@@ -124,6 +130,7 @@ async def login(
 
 
 _TOO_MANY = "Too many login attempts from this address."
+_BUSY = "Too many logins are in progress; try again shortly."
 
 
 def _callback_failure(request: Request, metrics: Metrics, error: BFFError, return_to: str) -> Response:

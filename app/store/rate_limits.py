@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from app.errors import RateLimited
+from app.errors import BFFError, RateLimited
 from app.rates import Rate
 from app.store.connections import RedisConnections, guarded
 
@@ -47,8 +47,8 @@ class RateLimits:
         self._hit: Any = redis.client.register_script(_HIT)
         self._clock = clock
 
-    async def hit(self, scope: str, key: str, rate: Rate, *, detail: str) -> None:
-        """Count one request; raise 429 `rate_limited` over the limit."""
+    async def hit(self, scope: str, key: str, rate: Rate, *, detail: str, error: type[BFFError] = RateLimited) -> None:
+        """Count one request; over the limit raise `error` (429 `rate_limited` unless told otherwise)."""
         if rate.amount <= 0:
             return
         window = rate.window(self._clock())
@@ -56,7 +56,7 @@ class RateLimits:
         # the caller (an IP bucket); the hash tag keeps it in one Cluster slot.
         name = f"bff:rl:{scope}:{rate.amount}/{rate.period}:{window.index}:{{{key}}}"
         if await guarded(self._hit(keys=[name], args=[rate.amount, rate.window_ms])):
-            raise RateLimited(detail, headers={"Retry-After": str(window.seconds_left)})
+            raise error(detail, headers={"Retry-After": str(window.seconds_left)})
 
 
 def ip_bucket(address: str) -> str:
