@@ -190,6 +190,9 @@ class Settings(BaseSettings):
     bff_discovery_extra_hosts: Annotated[tuple[str, ...], NoDecode] = ()
     bff_graphql_allowlist: str | None = None
     bff_graphql_max_depth: int = Field(default=15, ge=0)
+    # Bounds on the BFF's own work on a document (allowlist hash, depth), checked before parsing ends.
+    bff_graphql_max_tokens: int = Field(default=2000, ge=50)
+    bff_graphql_max_inspect_bytes: int = Field(default=16 * 1024, ge=1024)
     # Loopback by default: metrics tell how the service is used, which is nobody's business on the internet.
     bff_metrics_listener: str = Field(default="127.0.0.1:9464", pattern=r"^(public|off|[\w.\-\[\]:]+:\d{1,5})$")
     bff_log_level: Literal["debug", "info", "warning", "error"] = "info"

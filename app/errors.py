@@ -7,7 +7,8 @@ shape, `{"error": code, "detail": text}`, for the FastAPI routes and the raw `/g
     BFFError
      ├── 400  InvalidRequest, InvalidJSON, InvalidReturnTo, InvalidState, StateMismatch, CodeRejected,
      │        InvalidIdToken, LoginRequired, InteractionRequired, ConsentRequired,
-     │        AccountSelectionRequired, AccessDenied, AuthorizationFailed, QueryTooDeep, ClientDisconnected
+     │        AccountSelectionRequired, AccessDenied, AuthorizationFailed, QueryTooDeep, QueryTooLarge,
+     │        ClientDisconnected
      ├── 401  NotAuthenticated, SessionExpired (also InvalidGrant: Shopify ended the session)
      ├── 403  CsrfFailed, OriginNotAllowed, OperationNotAllowed
      ├── 404  NotFound          405  MethodNotAllowed        413  BodyTooLarge        429  RateLimited
@@ -139,6 +140,12 @@ class QueryTooDeep(BFFError):
     """The GraphQL document nests deeper than BFF_GRAPHQL_MAX_DEPTH."""
 
     status, code = 400, "query_too_deep"
+
+
+class QueryTooLarge(BFFError):
+    """The GraphQL document is over BFF_GRAPHQL_MAX_INSPECT_BYTES or BFF_GRAPHQL_MAX_TOKENS."""
+
+    status, code = 400, "query_too_large"
 
 
 class ClientDisconnected(BFFError):

@@ -27,7 +27,7 @@ from graphql import (
     print_ast,
 )
 
-from app.errors import OperationNotAllowed, QueryTooDeep
+from app.errors import OperationNotAllowed, QueryTooDeep, QueryTooLarge
 
 
 class _DepthCounter:
@@ -70,22 +70,26 @@ def document_depth(document: DocumentNode) -> int:
     return max((counter.of(op.selection_set) for op in operations), default=0)
 
 
-# Only small documents are cached: a storefront's own are a few KB, and a cache keyed by up-to-64-KB
-# strings would let anyone pin memory.
+# Only small documents are cached: a storefront's own are a few KB, and a cache keyed by long strings
+# would let anyone pin memory.
 _CACHEABLE = 8 * 1024
+TOO_MANY_TOKENS = -1  # the depth `_inspect` reports for a document over the token cap
 
 
-def inspect_document(query: str) -> tuple[str, int] | None:
-    """(canonical sha256, depth) of a document, or None if it does not parse."""
-    return _inspect_cached(query) if len(query) <= _CACHEABLE else _inspect(query)
+def inspect_document(query: str, *, max_tokens: int | None = None) -> tuple[str, int] | None:
+    """(canonical sha256, depth) of a document, or None if it does not parse. Parsing stops after
+    `max_tokens` tokens (depth `TOO_MANY_TOKENS`): the work is bounded before the document is read."""
+    return _inspect_cached(query, max_tokens) if len(query) <= _CACHEABLE else _inspect(query, max_tokens)
 
 
-def _inspect(query: str) -> tuple[str, int] | None:
+def _inspect(query: str, max_tokens: int | None) -> tuple[str, int] | None:
     try:
-        document = parse(query, no_location=True)
+        document = parse(query, no_location=True, max_tokens=max_tokens)
     except GraphQLError as exc:
         if "nested too deeply" in exc.message:
             return hashlib.sha256(query.encode()).hexdigest(), sys.maxsize
+        if "tokens" in exc.message and max_tokens is not None:  # "Document contains more than N tokens."
+            return hashlib.sha256(query.encode()).hexdigest(), TOO_MANY_TOKENS
         return None
     except RecursionError:
         return hashlib.sha256(query.encode()).hexdigest(), sys.maxsize
@@ -120,23 +124,31 @@ def load_allowlist(path: str) -> frozenset[str]:
 
 
 class GraphQLPolicy:
-    """Refuses documents off the allowlist (403) or nested deeper than allowed (400)."""
+    """Refuses documents off the allowlist (403), nested deeper than allowed or too large to inspect (400)."""
 
-    def __init__(self, *, allowlist: frozenset[str] | None, max_depth: int) -> None:
+    def __init__(
+        self, *, allowlist: frozenset[str] | None, max_depth: int, max_tokens: int, max_inspect_bytes: int
+    ) -> None:
         self._allowlist = allowlist
         self._max_depth = max_depth
+        self._max_tokens = max_tokens
+        self._max_inspect_bytes = max_inspect_bytes
 
     @property
     def active(self) -> bool:
         return self._allowlist is not None or self._max_depth > 0
 
     def check(self, query: str) -> None:
-        inspected = inspect_document(query)
+        if len(query) > self._max_inspect_bytes:
+            raise QueryTooLarge(f"The GraphQL document is over {self._max_inspect_bytes} characters.")
+        inspected = inspect_document(query, max_tokens=self._max_tokens)
         if inspected is None:
             if self._allowlist is not None:
                 raise OperationNotAllowed()
             return  # not ours to reject: Shopify answers syntax errors in GraphQL's own shape
         digest, depth = inspected
+        if depth == TOO_MANY_TOKENS:
+            raise QueryTooLarge(f"The GraphQL document has more than {self._max_tokens} tokens.")
         if self._allowlist is not None and digest not in self._allowlist:
             raise OperationNotAllowed()
         if self._max_depth and depth > self._max_depth:

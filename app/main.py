@@ -95,7 +95,10 @@ def build_services(
         refresher=refresher,
         graphql=graphql,
         graphql_policy=GraphQLPolicy(
-            allowlist=load_allowlist(allowlist) if allowlist else None, max_depth=settings.bff_graphql_max_depth
+            allowlist=load_allowlist(allowlist) if allowlist else None,
+            max_depth=settings.bff_graphql_max_depth,
+            max_tokens=settings.bff_graphql_max_tokens,
+            max_inspect_bytes=settings.bff_graphql_max_inspect_bytes,
         ),
         metrics=metrics,
         clock=clock,

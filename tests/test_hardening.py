@@ -456,6 +456,25 @@ async def test_query_depth_limit(shop: Shop, redis_url: str) -> None:
             assert response.json()["error"] == "query_too_deep"
 
 
+@pytest.mark.parametrize(
+    "query",
+    [
+        "{ customer { " + "id " * 2_500 + "} }",  # 7.5 KB, over the token cap
+        "{ customer { id } } " + "# a long comment\n" * 1_500,  # 25 KB, over the inspection cap
+        "{ customer { id " + "@skip(if: false) " * 1_000 + "} }",  # directives, the costly case
+    ],
+    ids=["tokens", "bytes", "directives"],
+)
+async def test_the_bffs_work_on_a_document_is_bounded_before_parsing(shop: Shop, redis_url: str, query: str) -> None:
+    async with bff_app(shop, redis_url) as client:
+        await login(client)
+        before = (await shop.stats())["graphql_requests"]
+        response = await gql(client, {"query": query})
+        assert response.status_code == 400
+        assert response.json()["error"] == "query_too_large"
+        assert (await shop.stats())["graphql_requests"] == before  # refused before Shopify
+
+
 # --- Response headers -----------------------------------------------------------------------------------
 
 
