@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from bench.abuse import AbuseResult
 from bench.logins import LoginRate
 from bench.profiling import Profile
 from bench.redis_usage import CommandUsage, SessionMemory
@@ -35,6 +36,7 @@ class Results:
     memory: SessionMemory | None = None
     logins: LoginRate | None = None
     stampede: StampedeResult | None = None
+    abuse: AbuseResult | None = None
     profile: Profile | None = None
     profile_note: str = ""
     seconds: float = 0.0
@@ -122,6 +124,12 @@ def _targets(res: Results) -> list[str]:
             f"| exactly one refresh per stampede | {s.refresh_grants} refresh grant(s), "
             f"{s.statuses.get(200, 0)}/{s.requests} answered 200 | {_verdict(ok)} |"
         )
+    if res.abuse:
+        a = res.abuse
+        lines.append(
+            f"| victim median under a costly-document attack ≤ 2x alone | {a.alone_median_ms:.1f} → "
+            f"{a.attacked_median_ms:.1f} ms ({a.slowdown:.1f}x) | {_verdict(a.within_2x)} |"
+        )
     return lines
 
 
@@ -178,6 +186,20 @@ def _logins(res: Results) -> list[str]:
             f"**{s.refresh_grants} refresh grant(s)** counted by the stand-in.",
         ]
     return lines
+
+
+def _abuse(res: Results) -> list[str]:
+    a = res.abuse
+    if a is None:
+        return ["Not run."]
+    return [
+        f"Two logged-in customers. The victim sends {a.victim_requests} small `/graphql` requests one after "
+        f"another; then again while the attacker runs {a.attackers} concurrent loops of a "
+        f"{a.attack_body_bytes:,}-byte document (deep nesting and thousands of directives). Victim median "
+        f"**{a.alone_median_ms:.1f} ms alone, {a.attacked_median_ms:.1f} ms under attack** "
+        f"(p90 {a.attacked_p90_ms:.1f} ms; {a.slowdown:.1f}x). The attacker's {a.attack_requests:,} requests "
+        f"were answered {a.attack_statuses} (400 is `query_too_large`, refused before parsing).",
+    ]
 
 
 def _profile(res: Results) -> list[str]:
@@ -248,6 +270,10 @@ def render(res: Results) -> str:
         "## Logins and refresh",
         "",
         *_logins(res),
+        "",
+        "## Abuse",
+        "",
+        *_abuse(res),
         "",
         "## Profile",
         "",

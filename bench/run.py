@@ -25,6 +25,7 @@ from redis.asyncio import Redis
 
 from bench import bff as bench_bff
 from bench import profiling
+from bench.abuse import abuse
 from bench.cpu import CpuWindow
 from bench.logins import login_rate
 from bench.redis_usage import command_usage, session_memory
@@ -187,6 +188,10 @@ async def _login_benchmarks(results: Results, redis: RedisProcess) -> None:
         results.stampede = await stampede(bff.url, mock_url, requests=100)
         s = results.stampede
         print(f"  {s.refresh_grants} refresh grant(s), statuses {s.statuses}, {s.seconds * 1000:.0f} ms", flush=True)
+        print("abuse: a costly-document attack against another customer ...", flush=True)
+        results.abuse = await abuse(bff.url)
+        a = results.abuse
+        print(f"  victim median {a.alone_median_ms:.1f} → {a.attacked_median_ms:.1f} ms", flush=True)
 
 
 async def main(rounds: int, seconds: int) -> int:

@@ -1,0 +1,95 @@
+"""One customer attacking with costly GraphQL documents while another uses the store: does the victim notice?
+
+The attack document is the one that stalled a worker before the inspection bounds (issue 11): 60 KB of deep
+nesting and thousands of directives, which the BFF used to parse and print in full for the depth check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+import aiohttp
+import httpx
+
+from bench.bff import GRAPHQL_BODY
+from bench.logins import log_in
+
+
+def attack_body(size: int = 60_000) -> str:
+    nesting = "{ a " * 200 + "}" * 200
+    directives = "@skip(if: false) " * ((size - len(nesting) - 40) // 17)
+    return json.dumps({"query": f"query {{ customer {directives} {{ id }} }} {nesting}"})
+
+
+@dataclass(frozen=True, slots=True)
+class AbuseResult:
+    victim_requests: int
+    attackers: int
+    alone_median_ms: float
+    attacked_median_ms: float
+    attacked_p90_ms: float
+    attack_requests: int
+    attack_statuses: dict[int, int]
+    attack_body_bytes: int
+
+    @property
+    def slowdown(self) -> float:
+        return self.attacked_median_ms / self.alone_median_ms
+
+    @property
+    def within_2x(self) -> bool:
+        return self.slowdown <= 2.0
+
+
+async def _victim(http: aiohttp.ClientSession, url: str, cookie: str, requests: int) -> list[float]:
+    headers = {"Cookie": cookie, "X-CSRF": "1", "Content-Type": "application/json"}
+    latencies = []
+    for _ in range(requests):
+        started = time.perf_counter()
+        async with http.post(url, data=GRAPHQL_BODY, headers=headers) as response:
+            await response.read()
+            assert response.status == 200, response.status
+        latencies.append((time.perf_counter() - started) * 1000)
+    return latencies
+
+
+async def abuse(bff_url: str, *, victim_requests: int = 200, attackers: int = 8) -> AbuseResult:
+    """The victim's sequential /graphql latency alone, then with `attackers` concurrent attack loops."""
+    async with httpx.AsyncClient(follow_redirects=False, timeout=30) as browser:
+        victim = await log_in(browser, bff_url, "victim@example.com")
+        attacker = await log_in(browser, bff_url, "attacker@example.com")
+    url = f"{bff_url}/graphql"
+    body = attack_body()
+    statuses: Counter[int] = Counter()
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
+        await _victim(http, url, victim, 20)  # warm-up
+        alone = await _victim(http, url, victim, victim_requests)
+        stop = asyncio.Event()
+        headers = {"Cookie": attacker, "X-CSRF": "1", "Content-Type": "application/json"}
+
+        async def attack() -> None:
+            while not stop.is_set():
+                async with http.post(url, data=body, headers=headers) as response:
+                    await response.read()
+                    statuses[response.status] += 1
+
+        loops = [asyncio.ensure_future(attack()) for _ in range(attackers)]
+        await asyncio.sleep(0.5)  # let the attack reach full speed before measuring
+        attacked = await _victim(http, url, victim, victim_requests)
+        stop.set()
+        await asyncio.gather(*loops)
+    return AbuseResult(
+        victim_requests=victim_requests,
+        attackers=attackers,
+        alone_median_ms=statistics.median(alone),
+        attacked_median_ms=statistics.median(attacked),
+        attacked_p90_ms=statistics.quantiles(attacked, n=10)[-1],
+        attack_requests=sum(statuses.values()),
+        attack_statuses=dict(statuses),
+        attack_body_bytes=len(body),
+    )
