@@ -1,7 +1,9 @@
 """Tokens at rest: AES-256-GCM with rotating keys, the session id bound as associated data.
 
 A blob is `key id (4 bytes) || nonce (12) || ciphertext+tag`. The key id picks the key directly, so
-decryption never tries keys in turn; the first key encrypts, every listed key decrypts.
+decryption never tries keys in turn; the first key encrypts, every listed key decrypts. The key id also
+tells, without decrypting, whether a blob is under the first key (`is_primary`): the session store rewrites
+records that are not, so a rotated-out key can be dropped once nothing is left under it.
 """
 
 from __future__ import annotations
@@ -30,8 +32,18 @@ class TokenCipher:
     def __init__(self, keys: tuple[bytes, ...] | list[bytes]) -> None:
         if not keys:
             raise ValueError("at least one key is required")
-        self._primary = (hashlib.sha256(keys[0]).digest()[:_KID], AESGCM(keys[0]))
-        self._by_kid = {hashlib.sha256(k).digest()[:_KID]: AESGCM(k) for k in keys}
+        self._kids = [hashlib.sha256(k).digest()[:_KID] for k in keys]
+        self._primary = (self._kids[0], AESGCM(keys[0]))
+        self._by_kid = {kid: AESGCM(k) for kid, k in zip(self._kids, keys, strict=True)}
+
+    def is_primary(self, blob: bytes) -> bool:
+        """Whether `blob` names the first key (a 4-byte comparison, no decryption)."""
+        return blob[:_KID] == self._primary[0]
+
+    def key_position(self, blob: bytes) -> int | None:
+        """Which listed key `blob` names (0 = the first), or None for a key no longer listed."""
+        kid = blob[:_KID]
+        return self._kids.index(kid) if len(kid) == _KID and kid in self._kids else None
 
     def encrypt(self, plaintext: bytes, associated_data: bytes) -> bytes:
         kid, aead = self._primary

@@ -6,10 +6,12 @@ import asyncio
 from collections.abc import Callable
 
 from app.config import ConfigError, Settings, load_settings
+from app.crypto import TokenCipher
 from app.errors import BFFError
 from app.shopify.discovery import Discovery
 from app.shopify.http import auth_http_client, get_json
 from app.store.connections import RedisConnections
+from app.store.sessions import SessionStore
 from app.urls import redacted
 
 Printer = Callable[[str], None]
@@ -21,12 +23,38 @@ async def _check_redis(settings: Settings, say: Printer) -> bool:
     try:
         await redis.client.ping()
         say(f"ok    Redis answers at {where}")
-        return True
     except Exception as exc:
         say(f"FAIL  Redis at {where} does not answer ({type(exc).__name__}); check REDIS_URL")
         return False
+    try:
+        await _count_session_keys(settings, redis, say)
+        return True
+    except Exception as exc:
+        say(f"FAIL  could not count the session records ({type(exc).__name__})")
+        return False
     finally:
         await redis.aclose()
+
+
+async def _count_session_keys(settings: Settings, redis: RedisConnections, say: Printer) -> None:
+    """Which token encryption key the session records are under: an older key can go once none is left."""
+    store = SessionStore(
+        redis,
+        TokenCipher(settings.token_keys),
+        idle_timeout=settings.bff_session_idle_timeout,
+        absolute_lifetime=settings.bff_session_absolute_lifetime,
+    )
+    census = await store.key_census()
+    total = census.primary + census.older + census.unlisted
+    if census.older:
+        say(
+            f"wait  {census.older} of {total} session record(s) under an older token encryption key: keep it listed "
+            "(each is rewritten under the first key when next used; README runbooks b and c)"
+        )
+    else:
+        say(f"ok    {total} session record(s), none under an older token encryption key")
+    if census.unlisted:
+        say(f"note  {census.unlisted} session record(s) under no listed key: unreadable, those customers sign in again")
 
 
 async def _check_shop(settings: Settings, say: Printer) -> bool:

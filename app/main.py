@@ -61,6 +61,7 @@ def build_services(
         idle_timeout=settings.bff_session_idle_timeout,
         absolute_lifetime=settings.bff_session_absolute_lifetime,
         clock=clock,
+        metrics=metrics,
     )
     discovery = Discovery.from_settings(http, settings, clock=clock)
     oauth = ShopifyOAuth(

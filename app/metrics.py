@@ -37,6 +37,11 @@ class Metrics:
             "Token calls made with the previous Shopify credential; revoke it once this stops moving.",
             registry=r,
         )
+        self.records_reencrypted = Counter(
+            "bff_records_reencrypted_total",
+            "Session records read under an older token encryption key and rewritten under the first.",
+            registry=r,
+        )
         self.rejected = Counter(
             "bff_requests_rejected_total", "Requests refused before reaching Shopify, by code.", ["code"], registry=r
         )

@@ -8,6 +8,13 @@ Key layout (the `{...}` hash tag keeps every key of one session in one Redis Clu
 
 Records are encrypted (AES-GCM, the session id as associated data), so a Redis dump or MONITOR shows no
 usable token, and a record copied under another id does not decrypt.
+
+Key rotation: a record is encrypted with the first listed key whenever it is written, but most sessions are
+only read between refreshes. So `load` rewrites a record it finds under an older key, once (afterwards it is
+under the first key, and the check is a 4-byte comparison), with a compare-and-set on the exact value it read:
+a refresh or a logout that came in between always wins. Every live record is read (and so rewritten) within
+the idle timeout or expires, so after that long nothing needs the old key; `key_census` (for `doctor`)
+counts what is left under each.
 """
 
 from __future__ import annotations
@@ -22,7 +29,8 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, cast
 
 from app.crypto import TokenCipher
-from app.errors import RateLimited, SessionExpired
+from app.errors import RateLimited, SessionExpired, SessionStoreUnavailable
+from app.metrics import Metrics
 from app.rates import Rate
 from app.store.connections import RedisConnections, guarded
 from app.store.rate_limits import RATE_LUA
@@ -62,6 +70,14 @@ redis.call('SET', KEYS[1], deadline .. ':' .. ARGV[3] .. ':' .. ARGV[2], 'KEEPTT
 return 1
 """
 
+# The same record under the first key, only if it is still byte for byte what was read: a refresh (a new
+# generation), a logout (no record) or another instance's rewrite (a new nonce) meanwhile wins.
+_REENCRYPT = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
+return 1
+"""
+
 
 @dataclass(frozen=True, slots=True)
 class Session:
@@ -85,6 +101,15 @@ class Session:
         for transient in ("sid", "generation", "ttl_ms"):
             data.pop(transient)
         return json.dumps(data, separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class KeyCensus:
+    """Session records by the token encryption key they are under."""
+
+    primary: int = 0  # the first listed key
+    older: int = 0  # another listed key: drop it only once this is 0
+    unlisted: int = 0  # no listed key: unreadable, those customers sign in again
 
 
 def _session_key(sid: str) -> str:
@@ -119,9 +144,11 @@ class SessionStore:
         idle_timeout: int,
         absolute_lifetime: int,
         clock: Callable[[], float] = time.time,
+        metrics: Metrics | None = None,
     ) -> None:
         self._redis = redis.client
         self._cipher = cipher
+        self._metrics = metrics
         self._clock = clock
         self._idle_ms = idle_timeout * 1000
         self._absolute_ms = absolute_lifetime * 1000
@@ -130,6 +157,7 @@ class SessionStore:
         self._read: Any = redis.hot_script(SESSION_READ_SCRIPT)
         self._ready = redis.ready
         self._replace: Any = self._redis.register_script(_REPLACE)
+        self._reencrypt: Any = self._redis.register_script(_REENCRYPT)
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -137,13 +165,12 @@ class SessionStore:
     def _seal(self, session: Session) -> bytes:
         return self._cipher.encrypt(session.to_json(), session.sid.encode())
 
-    def _open(self, sid: str, blob: bytes, generation: int, ttl_ms: int = 0) -> Session | None:
+    def _open(self, sid: str, blob: bytes) -> bytes | None:
         plain = self._cipher.decrypt(blob, sid.encode())
         if plain is None:
             # Encrypted under a key no longer configured, or tampered with: unusable, so treated as absent.
             log.warning("a session record could not be decrypted; check BFF_TOKEN_ENCRYPTION_KEYS")
-            return None
-        return Session(sid=sid, generation=generation, ttl_ms=ttl_ms, **json.loads(plain))
+        return plain
 
     async def create(self, session: Session) -> Session:
         """Store a brand-new session under a fresh id (the caller made the id), indexed by customer."""
@@ -178,16 +205,34 @@ class SessionStore:
         values = cast(list[bytes], found)
         if len(values) == 3:
             raise RateLimited("Too many requests for this session.", headers={"Retry-After": str(window.seconds_left)})
-        return self._unpack(sid, values[0], int(values[1]))
+        raw = values[0]
+        deadline, generation, blob = raw.split(b":", 2)
+        plain = self._open(sid, blob)
+        if plain is None:
+            return None
+        if not self._cipher.is_primary(blob):
+            await self._rewrite(
+                sid, raw, b"%s:%s:%s" % (deadline, generation, self._cipher.encrypt(plain, sid.encode()))
+            )
+        return Session(sid=sid, generation=int(generation), ttl_ms=int(values[1]), **json.loads(plain))
+
+    async def _rewrite(self, sid: str, read: bytes, rewritten: bytes) -> None:
+        """Put a record read under an older key under the first one, unless it changed since it was read."""
+        try:
+            done = await guarded(self._reencrypt(keys=[_session_key(sid)], args=[read, rewritten]))
+        except SessionStoreUnavailable:
+            return  # the read worked; the next one tries again
+        if done and self._metrics is not None:
+            self._metrics.records_reencrypted.inc()
 
     async def peek(self, sid: str) -> Session | None:
         """Read a session without sliding it (used after waiting for another refresher, and at logout)."""
         raw = await guarded(self._redis.get(_session_key(sid)))
-        return self._unpack(sid, raw, 0) if isinstance(raw, bytes) else None
-
-    def _unpack(self, sid: str, raw: bytes, ttl_ms: int) -> Session | None:
+        if not isinstance(raw, bytes):
+            return None
         _, generation, blob = raw.split(b":", 2)
-        return self._open(sid, blob, int(generation), ttl_ms)
+        plain = self._open(sid, blob)
+        return Session(sid=sid, generation=int(generation), **json.loads(plain)) if plain is not None else None
 
     async def replace_if_current(self, session: Session) -> Session | None:
         """Store refreshed tokens unless the session moved on (or was deleted) meanwhile."""
@@ -250,6 +295,32 @@ class SessionStore:
                 ended += int(await guarded(self._redis.delete(_session_key(sid))))
             await guarded(self._redis.zrem(key, *members))
         return ended
+
+    async def key_census(self, *, batch: int = 500) -> KeyCensus:
+        """Count every session record by its key. A SCAN over all sessions: for `doctor`, never a request."""
+        counts = [0, 0, 0]  # primary, older, unlisted
+        keys: list[bytes] = []
+
+        async def tally() -> None:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.getrange(key, 0, 63)  # the deadline, the generation and the key id are enough
+                heads = await guarded(pipe.execute())
+            for head in heads:
+                parts = bytes(head).split(b":", 2)
+                if len(parts) < 3:
+                    continue  # expired since the scan
+                position = self._cipher.key_position(parts[2])
+                counts[2 if position is None else min(position, 1)] += 1
+            keys.clear()
+
+        async for key in self._redis.scan_iter(match="bff:session:*", count=batch):
+            keys.append(key)
+            if len(keys) >= batch:
+                await tally()
+        if keys:
+            await tally()
+        return KeyCensus(*counts)
 
     async def ping(self) -> bool:
         """Readiness of every connection the store uses, the hot path's included (RedisConnections.ready)."""
