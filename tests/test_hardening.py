@@ -493,17 +493,17 @@ async def test_security_headers(bff: httpx.AsyncClient, shop: Shop) -> None:
     assert preflight.headers["access-control-allow-origin"] == STOREFRONT
 
 
-async def test_fragment_chains_deeper_than_the_stack_are_refused_not_a_crash(
-    bff: httpx.AsyncClient, shop: Shop
-) -> None:
-    await login(bff)
+async def test_fragment_chains_deeper_than_the_stack_are_refused_not_a_crash(shop: Shop, redis_url: str) -> None:
     n = 700  # each link nests a field and a spread: far past Python's recursion limit when walked naively
     links = " ".join(
         f"fragment F{i} on Customer {{ id orders(first: 1) {{ nodes {{ ...F{i + 1} }} }} }}" for i in range(n)
     )
     query = f"{{ customer {{ ...F0 }} }} {links} fragment F{n} on Order {{ id }}"
-    assert len(query) < 60_000  # under the body limit: it is the depth check that must refuse it
-    response = await bff.post("/graphql", json={"query": query}, headers=CSRF)
+    assert len(query) < 60_000  # under the body limit
+    # Inspection caps raised so far that it is the depth check, not the size bounds, that must refuse it.
+    async with bff_app(shop, redis_url, bff_graphql_max_inspect_bytes=65_536, bff_graphql_max_tokens=100_000) as client:
+        await login(client)
+        response = await client.post("/graphql", json={"query": query}, headers=CSRF)
     assert response.status_code == 400
     assert response.json()["error"] == "query_too_deep"
 
