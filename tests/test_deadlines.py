@@ -1,0 +1,100 @@
+"""Deadlines and bounds over real sockets: a body that never finishes, upstreams that drip-feed their answer,
+and uvicorn's connection and keep-alive limits on `python -m app serve`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+
+import pytest
+
+from tests.helpers import (
+    CSRF,
+    STOREFRONT,
+    ServerThread,
+    Settings,
+    Shop,
+    create_app,
+    login,
+    make_settings,
+    running_bff,
+)
+
+# What a test waits, at most, for an answer that must come within a deadline of a second or less.
+PATIENCE = 5.0
+
+
+@asynccontextmanager
+async def connection(port: int) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        yield reader, writer
+    finally:
+        writer.close()
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP/1.1 response with a Content-Length: (status, lower-cased headers, body)."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.lower().split(": ", 1) for line in lines if line)
+    body = await reader.readexactly(int(headers.get("content-length", "0")))
+    return int(status_line.split(" ")[1]), headers, body
+
+
+@pytest.fixture
+def bff_thread(settings_with_deadlines: Settings) -> Iterator[ServerThread]:
+    """The BFF under a real uvicorn, in a thread: only a real server shows how a slow body arrives."""
+    server = ServerThread(create_app(settings_with_deadlines), lifespan=True).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def settings_with_deadlines(shop: Shop, redis_url: str) -> Settings:
+    return make_settings(
+        shop.url,
+        redis_url,
+        bff_body_read_timeout=0.5,
+        bff_upstream_total_timeout=0.6,
+        # Per-read timeouts well above the total, so only the total can end a drip-fed answer in time.
+        bff_upstream_read_timeout=5.0,
+    )
+
+
+async def session_cookie(settings: Settings) -> str:
+    """A logged-in session's cookie, from a login through the in-process BFF (same Redis, same secret)."""
+    async with running_bff(settings) as client:
+        await login(client)
+        return f"bff_session={client.cookies['bff_session']}"
+
+
+# --- The request body -----------------------------------------------------------------------------
+
+
+async def test_a_body_that_never_finishes_gets_408_within_the_deadline(
+    bff_thread: ServerThread, settings_with_deadlines: Settings
+) -> None:
+    cookie = await session_cookie(settings_with_deadlines)
+    head = (
+        "POST /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Origin: {STOREFRONT}\r\nX-CSRF: {CSRF['X-CSRF']}\r\nCookie: {cookie}\r\nContent-Length: 1000\r\n\r\n"
+    )
+    async with connection(bff_thread.port) as (reader, writer):
+        writer.write(head.encode() + b'{"query": "{')
+        await writer.drain()
+        started = time.monotonic()
+        async with asyncio.timeout(PATIENCE):
+            status, headers, body = await read_response(reader)
+            # The rest of the body will not be read: the server closes rather than wait for it.
+            assert await reader.read() == b""
+        took = time.monotonic() - started
+    assert status == 408
+    assert json.loads(body)["error"] == "body_timeout"
+    assert headers["connection"] == "close"
+    assert 0.4 < took < 0.5 + 1.5, took
