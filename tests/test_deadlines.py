@@ -13,12 +13,14 @@ import pytest
 
 from tests.helpers import (
     CSRF,
+    CUSTOMER_QUERY,
     STOREFRONT,
     ServerThread,
     Settings,
     Shop,
     create_app,
     login,
+    login_with_expired_token,
     make_settings,
     running_bff,
 )
@@ -98,3 +100,51 @@ async def test_a_body_that_never_finishes_gets_408_within_the_deadline(
     assert json.loads(body)["error"] == "body_timeout"
     assert headers["connection"] == "close"
     assert 0.4 < took < 0.5 + 1.5, took
+
+
+# --- Upstream calls -------------------------------------------------------------------------------
+
+
+async def test_the_drip_knob_sends_the_whole_answer_a_byte_at_a_time(shop: Shop) -> None:
+    token_url = "/authentication/1234567890/oauth/token"
+    at_once = await shop.http.post(token_url)
+    await shop.knob("drip_token", count=1, interval=0.001)
+    async with shop.http.stream("POST", token_url) as dripped:
+        chunks = [chunk async for chunk in dripped.aiter_raw()]
+    assert dripped.status_code == at_once.status_code
+    assert b"".join(chunks) == at_once.content
+    assert len(chunks) > 1
+    assert (await shop.http.post(token_url)).content == at_once.content  # count=1: the next answers at once
+
+
+async def test_a_drip_fed_graphql_answer_is_504_within_the_total_deadline(
+    settings_with_deadlines: Settings, shop: Shop
+) -> None:
+    async with running_bff(settings_with_deadlines) as client:
+        await login(client)
+        # One byte every 0.2 s: each read is well inside the 5 s read timeout, the whole answer is not.
+        await shop.knob("drip_graphql", count=1, interval=0.2)
+        started = time.monotonic()
+        async with asyncio.timeout(PATIENCE):
+            slow = await client.post("/graphql", json=CUSTOMER_QUERY, headers=CSRF)
+        assert time.monotonic() - started < 0.6 + 1.0
+        assert slow.status_code == 504
+        assert slow.json()["error"] == "upstream_timeout"
+        assert (await client.post("/graphql", json=CUSTOMER_QUERY, headers=CSRF)).status_code == 200
+
+
+async def test_a_drip_fed_token_answer_is_504_within_the_total_deadline_and_keeps_the_session(
+    settings_with_deadlines: Settings, shop: Shop
+) -> None:
+    async with running_bff(settings_with_deadlines) as client:
+        await login_with_expired_token(client, shop)
+        await shop.knob("drip_token", count=1, interval=0.2)
+        started = time.monotonic()
+        async with asyncio.timeout(PATIENCE):
+            failed = await client.post("/graphql", json=CUSTOMER_QUERY, headers=CSRF)
+        assert time.monotonic() - started < 0.6 + 1.0
+        assert failed.status_code == 504
+        assert failed.json()["error"] == "token_endpoint_timeout"
+        # Kept, though not necessarily usable: the stand-in rotated the refresh token before its answer
+        # dripped, so the next refresh presents a dead one, as it would after any answer cut short.
+        assert (await client.get("/auth/session")).json()["authenticated"] is True
