@@ -8,20 +8,27 @@ import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import pytest
 
+from devkit.redis_server import free_port
 from tests.helpers import (
     CSRF,
     CUSTOMER_QUERY,
     STOREFRONT,
+    Launcher,
+    Process,
     ServerThread,
     Settings,
     Shop,
+    bff_command,
     create_app,
+    eventually,
     login,
     login_with_expired_token,
     make_settings,
+    run,
     running_bff,
 )
 
@@ -148,3 +155,68 @@ async def test_a_drip_fed_token_answer_is_504_within_the_total_deadline_and_keep
         # Kept, though not necessarily usable: the stand-in rotated the refresh token before its answer
         # dripped, so the next refresh presents a dead one, as it would after any answer cut short.
         assert (await client.get("/auth/session")).json()["authenticated"] is True
+
+
+# --- uvicorn's limits on `python -m app serve` ----------------------------------------------------
+
+GET_HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+
+
+@pytest.fixture(scope="module")
+def limited_bff(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[Process]:
+    """`python -m app serve` as a real process: the limits are uvicorn's, set by the command."""
+    launcher = Launcher(tmp_path_factory.mktemp("limited"))
+    try:
+        env = {"BFF_MAX_CONNECTIONS": "2", "BFF_KEEPALIVE_TIMEOUT": "1"}
+        yield launcher.deployment(redis_url, bffs=1, **env).bffs[0]
+    finally:
+        launcher.stop_all()
+
+
+async def healthz_on(connection: tuple[asyncio.StreamReader, asyncio.StreamWriter]) -> tuple[int, bytes]:
+    reader, writer = connection
+    writer.write(GET_HEALTHZ)
+    await writer.drain()
+    async with asyncio.timeout(PATIENCE):
+        status, _, body = await read_response(reader)
+    return status, body
+
+
+@pytest.mark.slow
+async def test_serve_answers_503_past_bff_max_connections(limited_bff: Process) -> None:
+    port = limited_bff.port
+    # uvicorn counts open connections, answered or not: each one is opened only after the last answer.
+    async with connection(port) as first:
+        assert (await healthz_on(first))[0] == 200
+        async with connection(port) as second:
+            assert (await healthz_on(second))[0] == 200
+            # Both stay open (keep-alive): a third is one past the limit, refused by uvicorn itself.
+            async with connection(port) as third:
+                assert await healthz_on(third) == (503, b"Service Unavailable")
+
+    async def served_again() -> bool:
+        # Once uvicorn has seen those connections close, their slots are free again.
+        async with connection(port) as fresh:
+            if (await healthz_on(fresh))[0] != 200:
+                return False
+            async with connection(port) as other:
+                return (await healthz_on(other))[0] == 200
+
+    await eventually(served_again, what="two connections served again")
+
+
+@pytest.mark.slow
+async def test_serve_closes_idle_keep_alive_connections(limited_bff: Process) -> None:
+    async with connection(limited_bff.port) as (reader, writer):
+        assert (await healthz_on((reader, writer)))[0] == 200
+        started = time.monotonic()
+        async with asyncio.timeout(PATIENCE - 2):  # under uvicorn's default of 5 s
+            assert await reader.read() == b""  # EOF: the server closed the idle connection
+        assert time.monotonic() - started > 0.5
+
+
+def test_serve_with_a_bad_setting_names_it_and_exits_1(tmp_path: Path) -> None:
+    done = run(bff_command(free_port()), cwd=tmp_path, env={"BFF_MAX_CONNECTIONS": "none"})
+    assert done.returncode == 1
+    assert "BFF_MAX_CONNECTIONS:" in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
