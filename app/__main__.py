@@ -44,23 +44,39 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         return 0
 
+    return _serve(args.host, args.port, args.workers)
+
+
+def _serve(host: str, port: int, workers: int) -> int:
     import uvicorn
 
+    from app.config import ConfigError, load_settings
+
+    try:
+        # uvicorn's own limits come from the settings; each worker loads them again in create_app.
+        settings = load_settings()
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)  # noqa: T201 - the operator reads the variable's name, not a traceback
+        return 1
     # uvicorn re-raises the SIGTERM it handled once drained; make that a clean exit (0, not 143) so
     # orchestrators do not report a graceful stop as a crash.
     signal.signal(signal.SIGTERM, _exit_cleanly)
     uvicorn.run(
         "app.main:create_app",
         factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
+        host=host,
+        port=port,
+        workers=workers,
         loop="uvloop",
         http="httptools",
         proxy_headers=False,
         server_header=False,
         access_log=False,  # app.logs.RequestLog writes one line per request, without query strings
         timeout_graceful_shutdown=20,
+        # uvicorn answers 503 by itself once its open connections, the asking one included, reach the
+        # limit: one more, so BFF_MAX_CONNECTIONS connections are served and the next one is refused.
+        limit_concurrency=settings.bff_max_connections + 1,
+        timeout_keep_alive=settings.bff_keepalive_timeout,
     )
     return 0
 

@@ -11,7 +11,8 @@ shape, `{"error": code, "detail": text}`, for the FastAPI routes and the raw `/g
      │        ClientDisconnected
      ├── 401  NotAuthenticated, SessionExpired (also InvalidGrant: Shopify ended the session)
      ├── 403  CsrfFailed, OriginNotAllowed, OperationNotAllowed
-     ├── 404  NotFound          405  MethodNotAllowed        413  BodyTooLarge        429  RateLimited
+     ├── 404  NotFound          405  MethodNotAllowed        408  BodyTimeout
+     ├── 413  BodyTooLarge      429  RateLimited
      ├── 500  InternalError
      ├── 502  UpstreamUnavailable, TokenEndpointError, InvalidClient, DiscoveryFailed
      ├── 503  SessionStoreUnavailable, LoginCapacity, TokenEndpointUnavailable, TokenEndpointThrottled
@@ -204,6 +205,12 @@ class MethodNotAllowed(BFFError):
     """The endpoint exists but not for this method."""
 
     status, code = 405, "method_not_allowed"
+
+
+class BodyTimeout(BFFError):
+    """The request body did not arrive in time."""
+
+    status, code = 408, "body_timeout"
 
 
 class BodyTooLarge(BFFError):

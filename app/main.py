@@ -190,6 +190,7 @@ def create_app(
                         user_agent=settings.bff_user_agent,
                         connect_timeout=settings.bff_upstream_connect_timeout,
                         read_timeout=settings.bff_upstream_read_timeout,
+                        total_timeout=settings.bff_upstream_total_timeout,
                     )
                 )
             graphql = await stack.enter_async_context(
@@ -197,6 +198,7 @@ def create_app(
                     user_agent=settings.bff_user_agent,
                     connect_timeout=settings.bff_upstream_connect_timeout,
                     read_timeout=settings.bff_upstream_read_timeout,
+                    total_timeout=settings.bff_upstream_total_timeout,
                     metrics=metrics,
                 )
             )

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from mock_shopify.state import Credential, Delay, Failure, Store
+from mock_shopify.state import Credential, Delay, Drip, Failure, Store
 
 TOKEN_FAILURES = (500, 502, 503, 429, 401)
 GRAPHQL_FAILURES = (429, 500, 502, 503, 401)
@@ -58,6 +58,13 @@ def _delay(body: dict[str, Any]) -> Delay:
     return Delay(count=_int(body, "count", default=1), seconds=float(seconds))
 
 
+def _drip(body: dict[str, Any]) -> Drip:
+    interval = body.get("interval")
+    if not isinstance(interval, int | float) or isinstance(interval, bool) or interval <= 0:
+        raise BadKnob("interval must be a number > 0")
+    return Drip(count=_int(body, "count", default=1), interval=float(interval))
+
+
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
 
 
@@ -78,6 +85,8 @@ class AdminEndpoints:
             "discovery_fields": self.discovery_fields,
             "delay_token": lambda b: self._set("delay_token", _delay(b)),
             "delay_graphql": lambda b: self._set("delay_graphql", _delay(b)),
+            "drip_token": lambda b: self._set("drip_token", _drip(b)),
+            "drip_graphql": lambda b: self._set("drip_graphql", _drip(b)),
             "expire_access_tokens": self.expire_access_tokens,
             "revoke_refresh_tokens": self.revoke_refresh_tokens,
             "rotate_signing_key": self.rotate_signing_key,
@@ -105,7 +114,7 @@ class AdminEndpoints:
 
         return endpoint
 
-    def _set(self, name: str, value: Failure | Delay) -> dict[str, Any]:
+    def _set(self, name: str, value: Failure | Delay | Drip) -> dict[str, Any]:
         setattr(self.store.knobs, name, value)
         return {name: asdict(value)}
 

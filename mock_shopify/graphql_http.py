@@ -26,8 +26,9 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from mock_shopify.cost import query_cost
+from mock_shopify.drip import drip
 from mock_shopify.graphql_api import Context, build_schema, default_resolver
-from mock_shopify.state import Failure, Store, take_delay, take_failure
+from mock_shopify.state import Failure, Store, take_delay, take_drip, take_failure
 
 _VERSION = re.compile(r"\d{4}-\d{2}|unstable")
 MAX_QUERY_COST = 1000
@@ -95,6 +96,8 @@ class GraphQLEndpoint:
         response = await self._answer(request)
         # Like Shopify, every answer carries its own request id (support tickets quote it).
         response.headers["x-request-id"] = str(uuid.uuid4())
+        if interval := take_drip(self.store.knobs.drip_graphql):
+            return drip(response, interval)
         return response
 
     async def _answer(self, request: Request) -> Response:

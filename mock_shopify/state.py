@@ -76,6 +76,14 @@ class Delay:
 
 
 @dataclass
+class Drip:
+    """The next `count` answers send their body one byte every `interval` seconds."""
+
+    count: int
+    interval: float
+
+
+@dataclass
 class Knobs:
     access_token_ttl: int
     code_ttl: int
@@ -84,6 +92,8 @@ class Knobs:
     fail_graphql: Failure | None = None
     delay_token: Delay | None = None
     delay_graphql: Delay | None = None
+    drip_token: Drip | None = None
+    drip_graphql: Drip | None = None
     tamper_next_id_token: str | None = None
     fail_discovery: Failure | None = None
     # Discovery documents wait while this is set, until the hold is released (or the stand-in reset).
@@ -119,6 +129,14 @@ def take_delay(delay: Delay | None) -> float:
         return 0.0
     delay.count -= 1
     return delay.seconds
+
+
+def take_drip(drip: Drip | None) -> float:
+    """Consume one injected drip, returning the seconds between bytes (0: answer at once)."""
+    if drip is None or drip.count <= 0:
+        return 0.0
+    drip.count -= 1
+    return drip.interval
 
 
 class Store:

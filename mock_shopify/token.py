@@ -18,8 +18,9 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from mock_shopify.customers import customer_number
+from mock_shopify.drip import drip
 from mock_shopify.forms import FormError, read_form
-from mock_shopify.state import AuthCode, Failure, Store, take_delay, take_failure
+from mock_shopify.state import AuthCode, Failure, Store, take_delay, take_drip, take_failure
 
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 _VERIFIER = re.compile(r"[A-Za-z0-9\-._~]{43,128}")
@@ -97,6 +98,12 @@ class TokenEndpoint:
         return [Route(f"{self.store.config.auth_path}/oauth/token", self.token, methods=["POST"])]
 
     async def token(self, request: Request) -> Response:
+        response = await self._answer(request)
+        if interval := take_drip(self.store.knobs.drip_token):
+            return drip(response, interval)
+        return response
+
+    async def _answer(self, request: Request) -> Response:
         store = self.store
         store.stats.token_requests += 1
         if seconds := take_delay(store.knobs.delay_token):

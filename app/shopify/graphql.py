@@ -5,10 +5,15 @@ One pooled aiohttp session per process, set up once: the raw token as `Authoriza
 gzip would arrive labelled as JSON), the BFF's User-Agent, no cookie jar (nothing may carry over between
 customers). Shopify's own `x-request-id` comes back as `X-Shopify-Request-Id`, since `X-Request-ID` is
 ours. Transport failures map to 502 `upstream_unavailable` and 504 `upstream_timeout`.
+
+aiohttp's connect and read timeouts bound each wait, not the call: an answer that drip-feeds its body
+resets the read timeout with every byte. `total_timeout` bounds the whole exchange (connect, send, the
+whole body), so one call never holds a request longer.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 
@@ -33,7 +38,16 @@ class GraphQLReply:
 class CustomerAccountAPI:
     """POSTs GraphQL bodies to the shop's Customer Account API; open with `async with`."""
 
-    def __init__(self, *, user_agent: str, connect_timeout: float, read_timeout: float, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        *,
+        user_agent: str,
+        connect_timeout: float,
+        read_timeout: float,
+        total_timeout: float | None = None,
+        metrics: Metrics,
+    ) -> None:
+        """`total_timeout` bounds each whole call; unset, it is one connect plus one read timeout."""
         self._headers = {
             "Content-Type": "application/json",
             "Accept": "application/json",
@@ -41,6 +55,7 @@ class CustomerAccountAPI:
             "User-Agent": user_agent,
         }
         self._timeout = aiohttp.ClientTimeout(sock_connect=connect_timeout, sock_read=read_timeout)
+        self._total_timeout = total_timeout if total_timeout is not None else connect_timeout + read_timeout
         self._metrics = metrics
         self._session: aiohttp.ClientSession | None = None
 
@@ -64,7 +79,10 @@ class CustomerAccountAPI:
             headers["Accept-Language"] = accept_language
         started = time.perf_counter()
         try:
-            async with self._session.post(url, data=body, headers=headers) as upstream:
+            async with (
+                asyncio.timeout(self._total_timeout),
+                self._session.post(url, data=body, headers=headers) as upstream,
+            ):
                 payload = await upstream.read()
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise UpstreamTimeout("The Customer Account API timed out.") from exc
