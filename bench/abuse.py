@@ -53,13 +53,16 @@ async def _victim(http: aiohttp.ClientSession, url: str, cookie: str, requests: 
         started = time.perf_counter()
         async with http.post(url, data=GRAPHQL_BODY, headers=headers) as response:
             await response.read()
-            assert response.status == 200, response.status
+            assert response.status == 200, response.status  # the victim stays inside its own limit
         latencies.append((time.perf_counter() - started) * 1000)
     return latencies
 
 
-async def abuse(bff_url: str, *, victim_requests: int = 200, attackers: int = 8) -> AbuseResult:
-    """The victim's sequential /graphql latency alone, then with `attackers` concurrent attack loops."""
+async def abuse(bff_url: str, *, victim_requests: int = 100, attackers: int = 8) -> AbuseResult:
+    """The victim's sequential /graphql latency alone, then with `attackers` concurrent attack loops.
+
+    The victim's own requests (warm-up included) stay under the default 300/minute session limit.
+    """
     async with httpx.AsyncClient(follow_redirects=False, timeout=30) as browser:
         victim = await log_in(browser, bff_url, "victim@example.com")
         attacker = await log_in(browser, bff_url, "attacker@example.com")
@@ -67,7 +70,7 @@ async def abuse(bff_url: str, *, victim_requests: int = 200, attackers: int = 8)
     body = attack_body()
     statuses: Counter[int] = Counter()
     async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
-        await _victim(http, url, victim, 20)  # warm-up
+        await _victim(http, url, victim, 10)  # warm-up
         alone = await _victim(http, url, victim, victim_requests)
         stop = asyncio.Event()
         headers = {"Cookie": attacker, "X-CSRF": "1", "Content-Type": "application/json"}

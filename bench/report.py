@@ -193,12 +193,14 @@ def _abuse(res: Results) -> list[str]:
     if a is None:
         return ["Not run."]
     return [
-        f"Two logged-in customers. The victim sends {a.victim_requests} small `/graphql` requests one after "
+        "A BFF with the default per-session `/graphql` limit (`BFF_RATE_LIMIT_GRAPHQL=300/minute`) and two "
+        f"logged-in customers. The victim sends {a.victim_requests} small `/graphql` requests one after "
         f"another; then again while the attacker runs {a.attackers} concurrent loops of a "
         f"{a.attack_body_bytes:,}-byte document (deep nesting and thousands of directives). Victim median "
         f"**{a.alone_median_ms:.1f} ms alone, {a.attacked_median_ms:.1f} ms under attack** "
         f"(p90 {a.attacked_p90_ms:.1f} ms; {a.slowdown:.1f}x). The attacker's {a.attack_requests:,} requests "
-        f"were answered {a.attack_statuses} (400 is `query_too_large`, refused before parsing).",
+        f"were answered {a.attack_statuses} (400 is `query_too_large`, refused before parsing; 429 is the "
+        "session's rate limit).",
     ]
 
 

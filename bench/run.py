@@ -163,17 +163,22 @@ async def _proxy_benchmarks(results: Results, redis: RedisProcess, rounds: int, 
 
 async def _login_benchmarks(results: Results, redis: RedisProcess) -> None:
     with ExitStack() as stack:
-        mock_port, bff_port = free_port(), free_port()
+        mock_port, bff_port, abuse_port = free_port(), free_port(), free_port()
         mock_url = f"http://127.0.0.1:{mock_port}"
         mock_args = [
             "-m", "mock_shopify", "--port", str(mock_port), "--base-url", mock_url,
             "--client-id", bench_bff.CLIENT_ID, "--client-secret", bench_bff.CLIENT_SECRET,
-            "--redirect-uri", f"http://127.0.0.1:{bff_port}/auth/callback", "--logout-uri", "http://localhost:3000/",
+            "--redirect-uri", f"http://127.0.0.1:{bff_port}/auth/callback",
+            "--redirect-uri", f"http://127.0.0.1:{abuse_port}/auth/callback", "--logout-uri", "http://localhost:3000/",
         ]  # fmt: skip
         mock = Server("mock-shopify", mock_port, mock_args)
         config = bench_bff.new_config(bff_port, mock_url, redis.url)
         bff = Server("bff-logins", bff_port, uvicorn_args("app.main:create_app", bff_port), config.env())
-        _start_all(stack, mock, bff)
+        # The abuse run meets the BFF as deployed: the default per-session /graphql limit applies.
+        abuse_env = bench_bff.new_config(abuse_port, mock_url, redis.url).env()
+        abuse_env.pop("BFF_RATE_LIMIT_GRAPHQL")
+        abuse_bff = Server("bff-abuse", abuse_port, uvicorn_args("app.main:create_app", abuse_port), abuse_env)
+        _start_all(stack, mock, bff, abuse_bff)
         print("logins ...", flush=True)
         await login_rate(bff.url, logins=20, concurrency=4)  # warm-up: discovery, JWKS, imports
         assert redis.proc is not None
@@ -189,7 +194,7 @@ async def _login_benchmarks(results: Results, redis: RedisProcess) -> None:
         s = results.stampede
         print(f"  {s.refresh_grants} refresh grant(s), statuses {s.statuses}, {s.seconds * 1000:.0f} ms", flush=True)
         print("abuse: a costly-document attack against another customer ...", flush=True)
-        results.abuse = await abuse(bff.url)
+        results.abuse = await abuse(abuse_bff.url)
         a = results.abuse
         print(f"  victim median {a.alone_median_ms:.1f} → {a.attacked_median_ms:.1f} ms", flush=True)
 

@@ -90,6 +90,10 @@ async def _proxy(deps: Services, scope: Scope, receive: Receive) -> GraphQLReply
     if cookie.sid is None:
         # Before the body is read or parsed: without a signed cookie a request costs one HMAC.
         raise NotAuthenticated("Log in first.")
+    # The session and its rate limit come before the body too, so a session over its limit (or a
+    # flood from a dead one) costs one Redis round trip and never a body read or a JSON parse.
+    found = await load_session(cookie, deps.sessions, rate=settings.graphql_rate)
+    session = require(found)
     body = await _read_body(
         receive,
         headers.get(b"content-length"),
@@ -97,8 +101,6 @@ async def _proxy(deps: Services, scope: Scope, receive: Receive) -> GraphQLReply
         deadline=settings.bff_body_read_timeout,
     )
     query = _validate(body)
-    found = await load_session(cookie, deps.sessions, rate=settings.graphql_rate)
-    session = require(found)
     if deps.graphql_policy.active:
         # After the session check, so only logged-in customers can make the BFF parse a document.
         deps.graphql_policy.check(query)
