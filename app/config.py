@@ -16,7 +16,7 @@ from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_valid
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.crypto import derive_key
-from app.rates import Rate
+from app.rates import Rate, SessionRates
 from app.urls import Origin, is_loopback
 
 # Words of a placeholder, long enough not to turn up by chance in a random secret (a run of x is caught
@@ -185,6 +185,8 @@ class Settings(BaseSettings):
     bff_token_encryption_keys: SecretStr | None = None
     bff_rate_limit_login: str = "30/minute"
     bff_rate_limit_graphql: str = "300/minute"
+    # Every session of one customer together; below Shopify's own 3,000/minute per store and customer.
+    bff_rate_limit_graphql_customer: str = "1200/minute"
     bff_trusted_proxies: Annotated[tuple[str, ...], NoDecode] = ()
     # Hosts besides Shopify's and the shop's own that discovered endpoints may name (shopify/discovery.py).
     bff_discovery_extra_hosts: Annotated[tuple[str, ...], NoDecode] = ()
@@ -207,7 +209,7 @@ class Settings(BaseSettings):
     _token_keys: tuple[bytes, ...] = PrivateAttr()
     _trusted_proxies: tuple[IPNetwork, ...] = PrivateAttr()
     _login_rate: Rate = PrivateAttr()
-    _graphql_rate: Rate = PrivateAttr()
+    _graphql_rates: SessionRates = PrivateAttr()
     _metrics_address: tuple[str, int] | None = PrivateAttr()
 
     @field_validator("bff_allowed_origins", "bff_trusted_proxies", "bff_discovery_extra_hosts", mode="before")
@@ -284,7 +286,13 @@ class Settings(BaseSettings):
                 raise ValueError(f"BFF_TRUSTED_PROXIES entries must be IPs or CIDRs, got {entry!r}") from None
         self._trusted_proxies = tuple(proxies)
         self._login_rate = _rate("BFF_RATE_LIMIT_LOGIN", self.bff_rate_limit_login)
-        self._graphql_rate = _rate("BFF_RATE_LIMIT_GRAPHQL", self.bff_rate_limit_graphql)
+        self._graphql_rates = SessionRates(
+            session=_rate("BFF_RATE_LIMIT_GRAPHQL", self.bff_rate_limit_graphql),
+            customer=_rate("BFF_RATE_LIMIT_GRAPHQL_CUSTOMER", self.bff_rate_limit_graphql_customer),
+        )
+        if self.bff_discovery_ttl < 60 and not dev:
+            # Each expiry refetches two documents from the shop; 0 (fetch on every request) is for tests.
+            raise ValueError("BFF_DISCOVERY_TTL must be at least 60 seconds outside BFF_DEV_MODE")
         if self.bff_session_absolute_lifetime < self.bff_session_idle_timeout:
             raise ValueError("BFF_SESSION_ABSOLUTE_LIFETIME must be at least BFF_SESSION_IDLE_TIMEOUT")
         self._metrics_address = _metrics_address(self.bff_metrics_listener)
@@ -318,8 +326,9 @@ class Settings(BaseSettings):
         return self._login_rate
 
     @property
-    def graphql_rate(self) -> Rate:
-        return self._graphql_rate
+    def graphql_rates(self) -> SessionRates:
+        """/graphql limits: per session (BFF_RATE_LIMIT_GRAPHQL) and per customer (..._CUSTOMER)."""
+        return self._graphql_rates
 
     @property
     def public_url(self) -> str:

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from itsdangerous import BadSignature, Signer
 from starlette.requests import cookie_parser
 
-_ID = re.compile(r"^[A-Za-z0-9_-]{20,100}$")
+# Opaque ids; a session id may start with its customer's 16-hex-digit tag and a dot (store/sessions.py).
+_ID = re.compile(r"^(?:[0-9a-f]{16}\.)?[A-Za-z0-9_-]{20,100}$")
 LOGIN_BINDING_MAX_AGE = 600
 SetCookie = tuple[bytes, bytes]
 

@@ -14,7 +14,7 @@ from app.cookies import CookieJar, SessionCookie
 from app.errors import NotAuthenticated, SessionExpired
 from app.graphql_policy import GraphQLPolicy
 from app.metrics import Metrics
-from app.rates import Rate
+from app.rates import NO_LIMITS, SessionRates
 from app.shopify.credentials import Credentials
 from app.shopify.discovery import Discovery
 from app.shopify.graphql import CustomerAccountAPI
@@ -22,7 +22,7 @@ from app.shopify.oauth import ShopifyOAuth
 from app.store.logins import PendingLogins
 from app.store.logouts import LogoutContinuations
 from app.store.rate_limits import RateLimits
-from app.store.sessions import UNLIMITED, Session, SessionStore
+from app.store.sessions import Session, SessionStore
 from app.tokens import TokenRefresher
 
 
@@ -62,24 +62,24 @@ async def session_from_cookie(
     sessions: SessionStore,
     *,
     slide: bool = True,
-    rate: Rate = UNLIMITED,
+    rates: SessionRates = NO_LIMITS,
 ) -> CookieSession:
     """Resolve a `Cookie` header to a session: verify the signature, then read Redis once.
 
-    `slide` reads through the session-read script (idle expiry slid, `rate` counted); without it the
+    `slide` reads through the session-read script (idle expiry slid, `rates` counted); without it the
     session is only peeked at, as logout does.
     """
-    return await load_session(cookies.session(cookie_header), sessions, slide=slide, rate=rate)
+    return await load_session(cookies.session(cookie_header), sessions, slide=slide, rates=rates)
 
 
 async def load_session(
-    cookie: SessionCookie, sessions: SessionStore, *, slide: bool = True, rate: Rate = UNLIMITED
+    cookie: SessionCookie, sessions: SessionStore, *, slide: bool = True, rates: SessionRates = NO_LIMITS
 ) -> CookieSession:
     """The second half of `session_from_cookie`, for a cookie already verified (the raw path checks
     the signature before it reads the body)."""
     session = None
     if cookie.sid is not None:
-        session = await (sessions.load(cookie.sid, rate=rate) if slide else sessions.peek(cookie.sid))
+        session = await (sessions.load(cookie.sid, rates=rates) if slide else sessions.peek(cookie.sid))
     return CookieSession(cookie.sid, session, cookie.resign, cookie.present)
 
 

@@ -41,3 +41,15 @@ class Window:
 
     index: int
     seconds_left: int
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRates:
+    """What one session read counts against: the session's own limit, and its customer's across every
+    session of theirs (so a fresh login does not start a fresh budget)."""
+
+    session: Rate
+    customer: Rate
+
+
+NO_LIMITS = SessionRates(Rate(0, 1), Rate(0, 1))

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import aiohttp
 from redis.asyncio import Redis
 
-from app.rates import Rate
-from app.store.sessions import SessionStore
+from app.rates import Rate, SessionRates
+from app.store.sessions import SessionStore, session_key
 from bench.bff import GRAPHQL_BODY, fake_session
 
 # What redis-py sends when it opens a connection: not per request, though a pool that reconnects under
@@ -132,7 +132,7 @@ async def session_memory(store: SessionStore, redis: Redis, *, sessions: int = 2
     for batch in range(0, sessions, 100):
         chunk = made[batch : batch + 100]
         await asyncio.gather(*(store.create(s) for s in chunk))
-        await asyncio.gather(*(store.load(s.sid, rate=Rate(300, 60)) for s in chunk))
+        await asyncio.gather(*(store.load(s.sid, rates=SessionRates(Rate(300, 60), Rate(1200, 60))) for s in chunk))
     used = int((await redis.info("memory"))["used_memory"]) - base
     keys = [key async for key in redis.scan_iter(count=1000)]
     async with redis.pipeline(transaction=False) as pipe:
@@ -142,7 +142,7 @@ async def session_memory(store: SessionStore, redis: Redis, *, sessions: int = 2
     by_prefix: Counter[str] = Counter()
     for key, size in zip(keys, sizes, strict=True):
         by_prefix[key.decode().split("{", 1)[0].rstrip(":")] += int(size or 0)
-    records = [len(await redis.get(f"bff:session:{{{s.sid}}}") or b"") for s in made[:100]]
+    records = [len(await redis.get(session_key(s.sid)) or b"") for s in made[:100]]
     await redis.flushdb()
     return SessionMemory(
         sessions=sessions,

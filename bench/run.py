@@ -174,9 +174,10 @@ async def _login_benchmarks(results: Results, redis: RedisProcess) -> None:
         mock = Server("mock-shopify", mock_port, mock_args)
         config = bench_bff.new_config(bff_port, mock_url, redis.url)
         bff = Server("bff-logins", bff_port, uvicorn_args("app.main:create_app", bff_port), config.env())
-        # The abuse run meets the BFF as deployed: the default per-session /graphql limit applies.
+        # The abuse run meets the BFF as deployed: the default per-session and per-customer limits apply.
         abuse_env = bench_bff.new_config(abuse_port, mock_url, redis.url).env()
         abuse_env.pop("BFF_RATE_LIMIT_GRAPHQL")
+        abuse_env.pop("BFF_RATE_LIMIT_GRAPHQL_CUSTOMER")
         abuse_bff = Server("bff-abuse", abuse_port, uvicorn_args("app.main:create_app", abuse_port), abuse_env)
         _start_all(stack, mock, bff, abuse_bff)
         print("logins ...", flush=True)

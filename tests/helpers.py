@@ -77,6 +77,7 @@ def make_settings(shop_url: str, redis_url: str, **overrides: Any) -> Settings:
         # Every test comes from 127.0.0.1; the rate-limit tests set their own low limits.
         "bff_rate_limit_login": "100000/minute",
         "bff_rate_limit_graphql": "100000/minute",
+        "bff_rate_limit_graphql_customer": "100000/minute",
         # Many BFFs run in this process; the metrics tests ask for the public listener themselves.
         "bff_metrics_listener": "off",
     }

@@ -6,6 +6,7 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
+from app.store.sessions import session_key
 from tests.helpers import (
     BFF_URL,
     CLIENT_ID,
@@ -83,7 +84,7 @@ async def test_login_creates_a_new_session_id_each_time(
     assert first and second and first != second
     # The pre-login session is deleted, not left behind for a fixation attacker.
     old_sid = first.rsplit(".", 1)[0]
-    assert not await redis_client.exists(f"bff:session:{{{old_sid}}}")
+    assert not await redis_client.exists(session_key(old_sid))
 
 
 async def test_logout_as_form_post_from_allowed_origin(bff: httpx.AsyncClient, shop: Shop) -> None:
@@ -322,16 +323,16 @@ async def test_session_idle_timeout_is_a_redis_ttl(shop: Shop, redis_url: str, r
     async with running_bff(settings) as client:
         await login(client)
         sid = client.cookies["bff_session"].rsplit(".", 1)[0]
-        ttl = await redis_client.pttl(f"bff:session:{{{sid}}}")
+        ttl = await redis_client.pttl(session_key(sid))
         assert 110_000 < ttl <= 120_000
         # The absolute deadline caps the TTL: pretend the session is nearly at its end.
-        key = f"bff:session:{{{sid}}}"
+        key = session_key(sid)
         stored = await redis_client.get(key)
         assert isinstance(stored, bytes)
         _, rest = stored.split(b":", 1)
         await redis_client.set(key, b"1:" + rest, keepttl=True)
         assert (await client.get("/auth/session")).json() == {"authenticated": False}
-        assert not await redis_client.exists(f"bff:session:{{{sid}}}")
+        assert not await redis_client.exists(session_key(sid))
 
 
 async def test_errors_are_json_never_stack_traces(bff: httpx.AsyncClient, shop: Shop) -> None:

@@ -60,6 +60,8 @@ def test_an_upper_case_https_public_url_still_gets_secure_cookies() -> None:
         ({"bff_token_encryption_keys": "not-base64-32-bytes"}, "BFF_TOKEN_ENCRYPTION_KEYS"),
         ({"bff_rate_limit_login": "lots"}, "BFF_RATE_LIMIT_LOGIN"),
         ({"bff_rate_limit_graphql": "10 per fortnight"}, "BFF_RATE_LIMIT_GRAPHQL"),
+        ({"bff_rate_limit_graphql_customer": "lots"}, "BFF_RATE_LIMIT_GRAPHQL_CUSTOMER"),
+        ({"bff_discovery_ttl": "0"}, "BFF_DISCOVERY_TTL"),
         ({"bff_trusted_proxies": "10.0.0.0/8,proxy.internal"}, "BFF_TRUSTED_PROXIES"),
         ({"shopify_previous_client_id": "old-client"}, "SHOPIFY_PREVIOUS_CLIENT_SECRET"),
         ({"bff_metrics_listener": "everywhere"}, "BFF_METRICS_LISTENER"),

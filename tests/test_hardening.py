@@ -413,6 +413,34 @@ async def test_graphql_rate_limit_per_session(shop: Shop, redis_url: str) -> Non
         assert (await gql(client)).status_code == 200
 
 
+async def test_graphql_rate_limit_per_customer_survives_a_fresh_login(shop: Shop, redis_url: str) -> None:
+    clock = Clock()
+    limits = {"bff_rate_limit_graphql": "100/minute", "bff_rate_limit_graphql_customer": "4/minute"}
+    async with bff_app(shop, redis_url, clock=clock, **limits) as client:
+        await login(client, "budget@example.com")
+        first = client.cookies["bff_session"]
+        assert [(await gql(client)).status_code for _ in range(2)] == [200, 200]
+
+        client.cookies.clear()  # a new browser, or the same one signing in again: a new session
+        await login(client, "budget@example.com")
+        assert client.cookies["bff_session"] != first
+        codes = [(await gql(client)).status_code for _ in range(3)]
+        assert codes == [200, 200, 429]
+        limited = await gql(client)
+        assert limited.json()["error"] == "rate_limited" and "customer" in limited.json()["detail"]
+        assert limited.headers["retry-after"] == "60"
+        adopt(client, first)  # the customer's older session shares the budget
+        assert (await gql(client)).status_code == 429
+
+        client.cookies.clear()  # another customer is not affected
+        await login(client, "someone-else@example.com")
+        assert (await gql(client)).status_code == 200
+
+        clock.advance(60)  # the next window
+        adopt(client, first)
+        assert (await gql(client)).status_code == 200
+
+
 # --- GraphQL allowlist and depth ----------------------------------------------------------------------
 
 

@@ -17,7 +17,7 @@ import httpx
 import redis
 
 from app.crypto import TokenCipher
-from app.store.sessions import Session, SessionStore
+from app.store.sessions import Session, SessionStore, new_session_id, session_key
 from tests.helpers import (
     BFF_URL,
     CLIENT_ID,
@@ -148,9 +148,10 @@ class Meanwhile(TokenCipher):
 
 
 def _session() -> Session:
+    sub = f"gid://shopify/Customer/{secrets.randbelow(10**9)}"
     return Session(
-        sid=secrets.token_urlsafe(32),
-        sub=f"gid://shopify/Customer/{secrets.randbelow(10**9)}",
+        sid=new_session_id(sub),
+        sub=sub,
         claims={},
         access_token="shcat_old",
         access_expires_at=0,
@@ -179,7 +180,7 @@ async def stores(redis_url: str, *ciphers: TokenCipher) -> AsyncIterator[list[Se
 async def test_a_rewrite_never_brings_back_a_logged_out_session(redis_url: str) -> None:
     k1, k2 = os.urandom(32), os.urandom(32)
     session = _session()
-    key = f"bff:session:{{{session.sid}}}"
+    key = session_key(session.sid)
     with redis.Redis.from_url(redis_url) as other_instance:
         cipher = Meanwhile([k2, k1], act=lambda: other_instance.delete(key))  # the customer logs out
         async with stores(redis_url, TokenCipher([k1]), cipher) as (old, rotating):
@@ -193,7 +194,7 @@ async def test_a_rewrite_never_brings_back_a_logged_out_session(redis_url: str) 
 async def test_a_rewrite_never_overwrites_a_refresh(redis_url: str) -> None:
     k1, k2 = os.urandom(32), os.urandom(32)
     session = _session()
-    key = f"bff:session:{{{session.sid}}}"
+    key = session_key(session.sid)
     with redis.Redis.from_url(redis_url) as other_instance:
         async with stores(redis_url, TokenCipher([k1])) as (old,):
             await old.create(session)

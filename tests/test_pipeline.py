@@ -40,8 +40,9 @@ class BreakableTransport(httpx.AsyncBaseTransport):
 async def bff_over(
     transport: BreakableTransport, shop: Shop, redis_url: str, log: io.StringIO | None = None
 ) -> AsyncIterator[httpx.AsyncClient]:
-    # Discovery is fetched on every call (TTL 0), so breaking the transport reaches every route.
-    settings = make_settings(shop.url, redis_url, bff_discovery_ttl=0)
+    # Discovery is fetched on every call (TTL 0, a dev-mode setting), so breaking the transport reaches
+    # every route.
+    settings = make_settings(shop.url, redis_url, bff_discovery_ttl=0, bff_dev_mode=True)
     async with httpx.AsyncClient(transport=transport, headers={"User-Agent": "customer-account-bff/0.1"}) as http:
         app = create_app(settings, http=http)
         if log is not None:

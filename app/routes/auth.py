@@ -48,7 +48,7 @@ from app.shopify.idtoken import verify_id_token
 from app.shopify.oauth import ShopifyOAuth, callback_error
 from app.store.logins import PENDING_LOGIN_TTL, PendingLogin
 from app.store.rate_limits import ip_bucket
-from app.store.sessions import Session, SessionStore
+from app.store.sessions import Session, SessionStore, new_session_id
 from app.urls import safe_return_to, with_query_flag
 
 log = logging.getLogger("bff.auth")
@@ -218,7 +218,7 @@ async def _open_session(
         nonce=pending.nonce,
     )
     session = Session(
-        sid=new_id(),
+        sid=new_session_id(str(claims["sub"])),
         sub=str(claims["sub"]),
         claims={k: claims[k] for k in CUSTOMER_CLAIMS if k in claims},
         access_token=tokens.access_token,

@@ -92,7 +92,7 @@ async def _proxy(deps: Services, scope: Scope, receive: Receive) -> GraphQLReply
         raise NotAuthenticated("Log in first.")
     # The session and its rate limit come before the body too, so a session over its limit (or a
     # flood from a dead one) costs one Redis round trip and never a body read or a JSON parse.
-    found = await load_session(cookie, deps.sessions, rate=settings.graphql_rate)
+    found = await load_session(cookie, deps.sessions, rates=settings.graphql_rates)
     session = require(found)
     body = await _read_body(
         receive,

@@ -1,8 +1,14 @@
 """Server sessions in Redis, and each customer's index of them ("log out everywhere").
 
-Key layout (the `{...}` hash tag keeps every key of one session in one Redis Cluster slot):
-  bff:session:{sid}          string  "{absolute deadline ms}:{generation}:{encrypted session JSON}"
-  bff:rl:graphql:{n}:{sid}   string  /graphql requests in rate-limit window n (rate_limits.py)
+A session id is `{tag}.{random}`: `tag` is 16 hex digits of a hash of the customer's `sub`, the same for
+every session of one customer, and the `{...}` hash tag of every key below that carries it, so the
+session-read script can count the session's and the customer's limits in one round trip, on Cluster too.
+(Ids from before the tag, plain random, still load; they count no customer limit.)
+
+Key layout:
+  bff:session:{tag}.r        string  "{absolute deadline ms}:{generation}:{encrypted session JSON}"
+  bff:rl:graphql:{n}:{tag}.r string  the session's /graphql requests in rate-limit window n
+  bff:rl:customer:{n}:{tag}  string  the customer's /graphql requests, every session of theirs, in window n
   bff:customer:{h(sub)}      zset    the customer's session ids, scored by absolute deadline
   bff:epoch:{h(sub)}         string  when the customer last logged out everywhere (ms): older logins are void
 
@@ -31,21 +37,22 @@ from typing import Any, cast
 from app.crypto import TokenCipher
 from app.errors import RateLimited, SessionExpired, SessionStoreUnavailable
 from app.metrics import Metrics
-from app.rates import Rate
+from app.rates import NO_LIMITS, SessionRates
+from app.security import new_id
 from app.store.connections import RedisConnections, guarded
 from app.store.rate_limits import RATE_LUA
 
 log = logging.getLogger("bff.sessions")
 
 INDEX_PRUNE_AT = 20
-UNLIMITED = Rate(0, 1)
+TAG_LENGTH = 16
 
 # A session is one string, `{absolute deadline ms}:{generation}:{encrypted record}`: a plain string costs
 # far less Redis memory than a hash once the record outgrows the hash's compact encoding.
 #
 # Read a session, slide its idle expiry (capped by the absolute deadline) and count it against the
-# session's rate limit, all in one round trip. PEXPIRE only runs when the TTL has drifted by more than
-# ARGV[3] ms, so a burst of requests does not turn every read into a write.
+# session's and its customer's rate limits, all in one round trip. PEXPIRE only runs when the TTL has
+# drifted by more than ARGV[3] ms, so a burst of requests does not turn every read into a write.
 SESSION_READ_SCRIPT = (
     RATE_LUA
     + """
@@ -55,6 +62,7 @@ local ttl = math.min(tonumber(ARGV[2]), tonumber(string.match(v, '^(%d+):')) - t
 if ttl <= 0 then redis.call('DEL', KEYS[1]) return false end
 if redis.call('PTTL', KEYS[1]) < ttl - tonumber(ARGV[3]) then redis.call('PEXPIRE', KEYS[1], ttl) end
 if over_limit(KEYS[2], tonumber(ARGV[4]), tonumber(ARGV[5])) then return {v, tostring(ttl), '1'} end
+if over_limit(KEYS[3], tonumber(ARGV[6]), tonumber(ARGV[7])) then return {v, tostring(ttl), '2'} end
 return {v, tostring(ttl)}
 """
 )
@@ -112,12 +120,32 @@ class KeyCensus:
     unlisted: int = 0  # no listed key: unreadable, those customers sign in again
 
 
-def _session_key(sid: str) -> str:
-    return f"bff:session:{{{sid}}}"
+def new_session_id(sub: str) -> str:
+    """A fresh session id for a customer: their tag (see the module docstring), then 256 random bits."""
+    return f"{_customer_tag(sub)[:TAG_LENGTH]}.{new_id()}"
+
+
+def _split(sid: str) -> tuple[str, str]:
+    """(the hash tag, the rest) of a session id; an untagged id is its own tag."""
+    if len(sid) > TAG_LENGTH and sid[TAG_LENGTH] == ".":
+        return sid[:TAG_LENGTH], sid[TAG_LENGTH:]
+    return sid, ""
+
+
+def session_key(sid: str) -> str:
+    """The Redis key of a session record."""
+    tag, rest = _split(sid)
+    return f"bff:session:{{{tag}}}{rest}"
 
 
 def _rate_key(sid: str, window: int) -> str:
-    return f"bff:rl:graphql:{window}:{{{sid}}}"
+    tag, rest = _split(sid)
+    return f"bff:rl:graphql:{window}:{{{tag}}}{rest}"
+
+
+def _customer_rate_key(sid: str, window: int) -> str | None:
+    tag, rest = _split(sid)
+    return f"bff:rl:customer:{window}:{{{tag}}}" if rest else None
 
 
 def _customer_tag(sub: str) -> str:
@@ -178,7 +206,7 @@ class SessionStore:
         deadline = now_ms + self._absolute_ms
         ttl = min(self._idle_ms, self._absolute_ms)
         value = b"%d:0:%s" % (deadline, self._seal(session))
-        await guarded(self._redis.set(_session_key(session.sid), value, px=ttl))
+        await guarded(self._redis.set(session_key(session.sid), value, px=ttl))
         epoch = await self._index(session.sub, session.sid, deadline, now_ms)
         if epoch is not None and epoch >= now_ms:
             # "Log out everywhere" began while this login was being stored, and may have read the index
@@ -187,24 +215,41 @@ class SessionStore:
             raise SessionExpired("The customer was just logged out everywhere; log in again.")
         return replace(session, generation=0, ttl_ms=ttl)
 
-    async def load(self, sid: str, *, rate: Rate = UNLIMITED) -> Session | None:
-        """Read a session, slide its idle expiry and count it against `rate`: one round trip.
+    async def load(self, sid: str, *, rates: SessionRates = NO_LIMITS) -> Session | None:
+        """Read a session, slide its idle expiry and count it against the session's and the customer's
+        `rates`: one round trip.
 
-        Raises a 429 `rate_limited` when the session is over its limit.
+        Raises a 429 `rate_limited` when the session, or its customer across all their sessions, is over
+        the limit.
         """
         now = self._clock()
-        window = rate.window(now)
+        window = rates.session.window(now)
+        per_customer = rates.customer.window(now)
+        customer_key = _customer_rate_key(sid, per_customer.index)
+        customer_limit = rates.customer.amount if customer_key is not None else 0
         found = await guarded(
             self._read(
-                keys=[_session_key(sid), _rate_key(sid, window.index)],
-                args=[int(now * 1000), self._idle_ms, self._slack_ms, rate.amount, rate.window_ms],
+                keys=[session_key(sid), _rate_key(sid, window.index), customer_key or _rate_key(sid, window.index)],
+                args=[
+                    int(now * 1000),
+                    self._idle_ms,
+                    self._slack_ms,
+                    rates.session.amount,
+                    rates.session.window_ms,
+                    customer_limit,
+                    rates.customer.window_ms,
+                ],
             )
         )
         if not found:
             return None
         values = cast(list[bytes], found)
         if len(values) == 3:
-            raise RateLimited("Too many requests for this session.", headers={"Retry-After": str(window.seconds_left)})
+            if values[2] == b"1":
+                detail, left = "Too many requests for this session.", window.seconds_left
+            else:
+                detail, left = "Too many requests for this customer, across their sessions.", per_customer.seconds_left
+            raise RateLimited(detail, headers={"Retry-After": str(left)})
         raw = values[0]
         deadline, generation, blob = raw.split(b":", 2)
         plain = self._open(sid, blob)
@@ -219,7 +264,7 @@ class SessionStore:
     async def _rewrite(self, sid: str, read: bytes, rewritten: bytes) -> None:
         """Put a record read under an older key under the first one, unless it changed since it was read."""
         try:
-            done = await guarded(self._reencrypt(keys=[_session_key(sid)], args=[read, rewritten]))
+            done = await guarded(self._reencrypt(keys=[session_key(sid)], args=[read, rewritten]))
         except SessionStoreUnavailable:
             return  # the read worked; the next one tries again
         if done and self._metrics is not None:
@@ -227,7 +272,7 @@ class SessionStore:
 
     async def peek(self, sid: str) -> Session | None:
         """Read a session without sliding it (used after waiting for another refresher, and at logout)."""
-        raw = await guarded(self._redis.get(_session_key(sid)))
+        raw = await guarded(self._redis.get(session_key(sid)))
         if not isinstance(raw, bytes):
             return None
         _, generation, blob = raw.split(b":", 2)
@@ -239,7 +284,7 @@ class SessionStore:
         new_generation = session.generation + 1
         ok = await guarded(
             self._replace(
-                keys=[_session_key(session.sid)],
+                keys=[session_key(session.sid)],
                 args=[str(session.generation), self._seal(session), str(new_generation)],
             )
         )
@@ -247,7 +292,7 @@ class SessionStore:
 
     async def delete(self, sid: str, *, sub: str | None = None) -> None:
         # The session's rate-limit counters expire with their windows.
-        await guarded(self._redis.delete(_session_key(sid)))
+        await guarded(self._redis.delete(session_key(sid)))
         if sub is not None:
             await guarded(self._redis.zrem(_customer_key(sub), sid))
 
@@ -267,7 +312,7 @@ class SessionStore:
             *_, size, epoch = await guarded(pipe.execute())
         if int(size) > INDEX_PRUNE_AT:
             members = await self.session_ids_of(sub)
-            alive = await asyncio.gather(*(guarded(self._redis.exists(_session_key(m))) for m in members))
+            alive = await asyncio.gather(*(guarded(self._redis.exists(session_key(m))) for m in members))
             dead = [m for m, exists in zip(members, alive, strict=True) if not exists]
             if dead:
                 await guarded(self._redis.zrem(key, *dead))
@@ -292,7 +337,7 @@ class SessionStore:
             if not members:
                 break
             for sid in members:
-                ended += int(await guarded(self._redis.delete(_session_key(sid))))
+                ended += int(await guarded(self._redis.delete(session_key(sid))))
             await guarded(self._redis.zrem(key, *members))
         return ended
 

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import BrowserContext, Page, Route, expect
 
+from app.store.sessions import session_key
 from mock_shopify.customers import Customer, seed_customer
 from tests.e2e.conftest import CHROMIUM, REPORT_CSP_VIOLATIONS, Stack, is_csp_violation
 
@@ -194,7 +195,7 @@ def test_session_ended_mid_page_shows_expiry_on_the_next_action(
     # The session ends server-side while the page is open (idle timeout, or an operator ending it).
     cookie = next(c for c in context.cookies(stack.bff_url) if c["name"] == "bff_session")
     sid = cookie["value"].rsplit(".", 1)[0]  # an itsdangerous-signed opaque id: "<sid>.<signature>"
-    assert stack.redis.delete(f"bff:session:{{{sid}}}") == 1
+    assert stack.redis.delete(session_key(sid)) == 1
 
     page.fill("#address1", "1 Front St W")
     page.get_by_test_id("address-save").click()
