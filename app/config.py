@@ -157,6 +157,11 @@ class Settings(BaseSettings):
     shopify_previous_client_secret: SecretStr | None = None
     shopify_scopes: str = "openid email customer-account-api:full"
     shopify_api_version: str = "2026-10"
+    # Shopify documents PKCE for public clients; whether a confidential client may send it is unconfirmed.
+    shopify_pkce: bool = True
+    # A private Storefront API token: enables the cart endpoints (logged-in checkout).
+    shopify_storefront_token: SecretStr | None = None
+    shopify_storefront_api_version: str | None = None  # default: SHOPIFY_API_VERSION
 
     bff_public_url: str
     bff_allowed_origins: Annotated[tuple[str, ...], NoDecode] = ()
@@ -234,6 +239,15 @@ class Settings(BaseSettings):
             raise ValueError(f"SHOPIFY_API_VERSION must look like 2026-10 (a quarterly version), got {value!r}")
         return value
 
+    @field_validator("shopify_storefront_api_version")
+    @classmethod
+    def _storefront_api_version(cls, value: str | None) -> str | None:
+        if value is not None and not API_VERSION.match(value):
+            raise ValueError(
+                f"SHOPIFY_STOREFRONT_API_VERSION must look like 2026-10 (a quarterly version), got {value!r}"
+            )
+        return value
+
     @field_validator("shopify_scopes")
     @classmethod
     def _scopes(cls, value: str) -> str:
@@ -297,6 +311,11 @@ class Settings(BaseSettings):
             raise ValueError("BFF_SESSION_ABSOLUTE_LIFETIME must be at least BFF_SESSION_IDLE_TIMEOUT")
         self._metrics_address = _metrics_address(self.bff_metrics_listener)
         return self
+
+    @property
+    def storefront_api_version(self) -> str:
+        """The cart endpoints' Storefront API version: SHOPIFY_STOREFRONT_API_VERSION, else SHOPIFY_API_VERSION."""
+        return self.shopify_storefront_api_version or self.shopify_api_version
 
     @property
     def shop_origin(self) -> Origin:
