@@ -137,6 +137,10 @@ def _metrics(request: Request) -> Metrics:
     return services(request).metrics
 
 
+def _refresher(request: Request) -> TokenRefresher:
+    return services(request).refresher
+
+
 def _clock(request: Request) -> Callable[[], float]:
     return services(request).clock
 
@@ -160,6 +164,7 @@ ShopDiscovery = Annotated[Discovery, Depends(_discovery)]
 OAuth = Annotated[ShopifyOAuth, Depends(_oauth)]
 ClientCredentials = Annotated[Credentials, Depends(_credentials)]
 MetricsDep = Annotated[Metrics, Depends(_metrics)]
+Refresher = Annotated[TokenRefresher, Depends(_refresher)]
 Clock = Annotated[Callable[[], float], Depends(_clock)]
 # The cookie's session (None when absent or ended), its idle expiry slid.
 BrowserSession = Annotated[CookieSession, Depends(_slid_session)]

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 from collections.abc import Callable
+from urllib.parse import urlsplit
+
+import httpx
 
 from app.config import ConfigError, Settings, load_settings
 from app.crypto import TokenCipher
-from app.errors import BFFError
+from app.errors import BFFError, InvalidClient, InvalidGrant
+from app.shopify.credentials import Credentials
 from app.shopify.discovery import Discovery
 from app.shopify.http import auth_http_client, get_json
+from app.shopify.oauth import ShopifyOAuth
 from app.store.connections import RedisConnections
 from app.store.sessions import SessionStore
 from app.urls import redacted
@@ -70,6 +76,9 @@ async def _check_shop(settings: Settings, say: Printer) -> bool:
         say(f"ok    discovery at {settings.shop_origin}: issuer {endpoints.issuer}")
         say(f"ok    GraphQL endpoint {endpoints.graphql_url}")
         say(f"ok    {len(keys.keys)} ID-token signing key(s) at {endpoints.jwks_uri}")
+        for line in _version_notes(settings.shopify_api_version, endpoints.advertised_api_version):
+            say(line)
+        ok = await _check_credentials(settings, http, discovery, say) and ok
         oidc = await get_json(http, f"{settings.shop_origin}/.well-known/openid-configuration", "OpenID configuration")
         methods = oidc.get("token_endpoint_auth_methods_supported") or []
         if methods and "client_secret_basic" not in methods:
@@ -83,6 +92,71 @@ async def _check_shop(settings: Settings, say: Printer) -> bool:
     return ok
 
 
+PROBE_TOKEN = "doctor-probe-not-a-token"  # noqa: S105 (a made-up refresh token, refused by design)
+MAX_VERSION_AGE_DAYS = 9 * 30  # versions are supported for 12 months: move on with a quarter to spare
+
+
+def _version_notes(pinned: str, advertised: str | None, today: datetime.date | None = None) -> list[str]:
+    """Warnings about SHOPIFY_API_VERSION: not what the shop advertises, or close to its end of support."""
+    notes = []
+    if advertised and advertised != pinned:
+        notes.append(
+            f"warn  SHOPIFY_API_VERSION is {pinned}; the shop advertises {advertised}. Test your queries against "
+            f"{advertised} and move the pin when they pass"
+        )
+    if pinned == "unstable":
+        notes.append("warn  SHOPIFY_API_VERSION=unstable changes without notice; pin a quarterly version")
+        return notes
+    released = datetime.date(int(pinned[:4]), int(pinned[5:7]), 1)
+    age = ((today or datetime.date.today()) - released).days
+    if age > MAX_VERSION_AGE_DAYS:
+        notes.append(
+            f"warn  SHOPIFY_API_VERSION {pinned} is {age // 30} months old; Shopify supports each version for "
+            "12 months, so move to a newer one"
+        )
+    return notes
+
+
+async def _check_credentials(settings: Settings, http: httpx.AsyncClient, discovery: Discovery, say: Printer) -> bool:
+    """Present each configured credential to the token endpoint with a refresh token that cannot exist: a
+    working credential gets `invalid_grant`, a refused one `invalid_client` (and no customer is involved)."""
+    oauth = ShopifyOAuth(http, discovery, redirect_uri=settings.redirect_uri, scopes=settings.shopify_scopes)
+    credentials = Credentials.from_settings(settings)
+    ok = True
+    for credential in filter(None, (credentials.current, credentials.other_than(credentials.current))):
+        name = "SHOPIFY_PREVIOUS_CLIENT_SECRET" if credentials.is_previous(credential) else "SHOPIFY_CLIENT_SECRET"
+        try:
+            await oauth.refresh(refresh_token=PROBE_TOKEN, credential=credential)
+        except InvalidGrant:
+            say(f"ok    Shopify accepts {name} for client {credential.client_id}")
+            continue
+        except InvalidClient as exc:
+            say(f"FAIL  Shopify refuses {name} for client {credential.client_id} ({exc.reason}); check it")
+            ok = False
+            continue
+        except BFFError as exc:
+            say(f"note  could not check {name} at the token endpoint ({exc.code})")
+            continue
+        say(f"note  the token endpoint accepted a made-up refresh token for {name}; is this a real shop?")
+    if settings.shopify_pkce:
+        say(
+            "note  SHOPIFY_PKCE is on. Shopify documents PKCE for public clients only: if the first login ends "
+            "with login_error=token_endpoint_error and the log says the code exchange was rejected (HTTP 400), "
+            "set SHOPIFY_PKCE=false"
+        )
+    return ok
+
+
+def _domain_notes(settings: Settings) -> list[str]:
+    host = urlsplit(settings.shop_origin).hostname or ""
+    if host.endswith(".myshopify.com") or settings.shop_origin.startswith("http://"):
+        return []
+    return [
+        f"note  SHOPIFY_SHOP_DOMAIN is {host}; the shop's *.myshopify.com domain is the safe choice (a custom "
+        "domain may redirect elsewhere, or move its account pages)"
+    ]
+
+
 async def run_doctor(say: Printer = print) -> int:
     """Print one line per check; return the process exit code."""
     try:
@@ -91,6 +165,8 @@ async def run_doctor(say: Printer = print) -> int:
         say(f"FAIL  {exc}")
         return 1
     say("ok    settings load" + (" (development mode)" if settings.bff_dev_mode else ""))
+    for line in _domain_notes(settings):
+        say(line)
     redis_ok, shop_ok = await asyncio.gather(_check_redis(settings, say), _check_shop(settings, say))
     say("")
     say("Register these in the Shopify admin (Customer Account API → Application setup):")

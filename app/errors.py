@@ -251,6 +251,10 @@ class InvalidClient(BFFError):
 
     status, code = 502, "invalid_client"
 
+    def __init__(self, detail: str | None = None, *, reason: str = "invalid_client") -> None:
+        super().__init__(detail)
+        self.reason = reason  # what Shopify said: invalid_client, unauthorized_client or invalid_token
+
 
 class DiscoveryFailed(BFFError):
     """The shop's discovery documents or JWKS could not be fetched or read."""

@@ -65,7 +65,12 @@ def build_services(
     )
     discovery = Discovery.from_settings(http, settings, clock=clock)
     oauth = ShopifyOAuth(
-        http, discovery, redirect_uri=settings.redirect_uri, scopes=settings.shopify_scopes, clock=clock
+        http,
+        discovery,
+        redirect_uri=settings.redirect_uri,
+        scopes=settings.shopify_scopes,
+        metrics=metrics,
+        clock=clock,
     )
     credentials = Credentials.from_settings(settings)
     refresher = TokenRefresher(

@@ -37,6 +37,13 @@ class Metrics:
             "Token calls made with the previous Shopify credential; revoke it once this stops moving.",
             registry=r,
         )
+        self.token_misconfigured = Counter(
+            "bff_token_endpoint_misconfigured_total",
+            "Token calls Shopify refused because of the BFF's settings, by Shopify's reason "
+            "(invalid_client, unauthorized_client, invalid_token).",
+            ["reason"],
+            registry=r,
+        )
         self.records_reencrypted = Counter(
             "bff_records_reencrypted_total",
             "Session records read under an older token encryption key and rewritten under the first.",

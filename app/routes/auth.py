@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 import secrets
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -12,7 +11,8 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from app.accept import HTML, JSON, preferred
-from app.cookies import SetCookie, is_valid_id
+from app.config import Settings
+from app.cookies import CookieJar, SetCookie, is_valid_id
 from app.deps import (
     BrowserSession,
     ClientCredentials,
@@ -23,6 +23,7 @@ from app.deps import (
     Logouts,
     MetricsDep,
     OAuth,
+    Refresher,
     Sessions,
     SettingsDep,
     ShopDiscovery,
@@ -35,10 +36,12 @@ from app.errors import (
     InvalidRequest,
     InvalidState,
     LoginCapacity,
+    SessionExpired,
     StateMismatch,
     error_response,
     log_failure,
 )
+from app.login_options import login_options
 from app.metrics import Metrics
 from app.rates import Rate
 from app.security import check_csrf, client_ip, fingerprint, new_id
@@ -46,8 +49,8 @@ from app.shopify.credentials import Credentials
 from app.shopify.discovery import Discovery
 from app.shopify.idtoken import verify_id_token
 from app.shopify.oauth import ShopifyOAuth, callback_error
-from app.store.logins import PENDING_LOGIN_TTL, PendingLogin
-from app.store.rate_limits import ip_bucket
+from app.store.logins import PENDING_LOGIN_TTL, PendingLogin, PendingLogins
+from app.store.rate_limits import RateLimits, ip_bucket
 from app.store.sessions import Session, SessionStore, new_session_id
 from app.urls import safe_return_to, with_query_flag
 
@@ -55,8 +58,6 @@ log = logging.getLogger("bff.auth")
 router = APIRouter(prefix="/auth", tags=["auth"])
 
 CUSTOMER_CLAIMS = ("sub", "email", "email_verified")
-_LOCALE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})?$")
-_COUNTRY = re.compile(r"^[A-Z]{2}$")
 
 
 def _redirect(url: str, status: int = 302, *cookies: SetCookie) -> RedirectResponse:
@@ -88,11 +89,13 @@ async def login(
     credentials: ClientCredentials,
     metrics: MetricsDep,
     clock: Clock,
-    return_to: str | None = None,
+    return_to: Annotated[str | None, Query(max_length=2048)] = None,
     locale: Annotated[str | None, Query(max_length=20)] = None,
     region_country: Annotated[str | None, Query(max_length=2)] = None,
     login_hint: Annotated[str | None, Query(max_length=254)] = None,
-    prompt: str | None = None,
+    login_hint_mode: Annotated[str | None, Query(max_length=20)] = None,
+    acr_values: Annotated[str | None, Query(max_length=300)] = None,
+    prompt: Annotated[str | None, Query(max_length=20)] = None,
 ) -> Response:
     await limits.hit("login", _client(request, settings), settings.login_rate, detail=_TOO_MANY)
     # All clients together, after the per-IP limit (so one flooding address does not use this up):
@@ -100,33 +103,51 @@ async def login(
     pending_rate = Rate(settings.bff_max_pending_logins, PENDING_LOGIN_TTL)
     await limits.hit("pending", "all", pending_rate, detail=_BUSY, error=LoginCapacity)
     target = safe_return_to(return_to, default=settings.default_return_to, trusted=settings.trusted_origins)
-    if locale is not None and not _LOCALE.match(locale):
-        raise InvalidRequest("locale must look like `en` or `fr-CA`.")
-    if region_country is not None and not _COUNTRY.match(region_country):
-        raise InvalidRequest("region_country must be an ISO 3166-1 alpha-2 code like `CA`.")
-    if prompt is not None and prompt != "none":
-        raise InvalidRequest("prompt may only be `none`.")
-
+    options = login_options(
+        locale=locale,
+        region_country=region_country,
+        login_hint=login_hint,
+        login_hint_mode=login_hint_mode,
+        acr_values=acr_values,
+        prompt=prompt,
+    )
     binding = cookies.login_binding(request.headers.get("cookie")) or new_id()
+    url = await _start_login(logins, oauth, credentials, settings, binding, target, options, now=clock())
+    metrics.logins.labels("redirected").inc()
+    return _redirect(url, 302, cookies.set_login_binding(binding))
+
+
+async def _start_login(
+    logins: PendingLogins,
+    oauth: ShopifyOAuth,
+    credentials: Credentials,
+    settings: Settings,
+    binding: str,
+    return_to: str,
+    options: dict[str, str],
+    *,
+    now: float,
+    recovery: bool = False,
+) -> str:
+    """Remember a new pending login bound to this browser; the shop's login URL for it."""
     pending = PendingLogin(
         state=new_id(),
         nonce=new_id(),
-        code_verifier=secrets.token_urlsafe(64),
-        return_to=target,
+        code_verifier=secrets.token_urlsafe(64) if settings.shopify_pkce else "",
+        return_to=return_to,
         browser=fingerprint(binding),
-        created_at=clock(),
+        created_at=now,
+        recovery=recovery,
     )
-    optional = {"locale": locale, "region_country": region_country, "login_hint": login_hint, "prompt": prompt}
     url = await oauth.authorization_url(
         client_id=credentials.current.client_id,
         state=pending.state,
         nonce=pending.nonce,
-        code_verifier=pending.code_verifier,
-        extra={k: v for k, v in optional.items() if v},
+        code_verifier=pending.code_verifier or None,
+        extra=options,
     )
     await logins.save(pending)
-    metrics.logins.labels("redirected").inc()
-    return _redirect(url, 302, cookies.set_login_binding(binding))
+    return url
 
 
 _TOO_MANY = "Too many login attempts from this address."
@@ -163,19 +184,31 @@ async def callback(
     await limits.hit("callback", _client(request, settings), settings.login_rate, detail=_TOO_MANY)
     cookie_header = request.headers.get("cookie")
     fallback = settings.default_return_to
-    if not is_valid_id(state):
-        return _callback_failure(request, metrics, InvalidState("Missing or malformed state."), fallback)
-    assert state is not None
-    pending = await logins.take(state)
-    if pending is None:
-        unknown = InvalidState("Unknown, expired or already used login state.")
-        return _callback_failure(request, metrics, unknown, fallback)
+    pending = await logins.take(state) if is_valid_id(state) and state is not None else None
     binding = cookies.login_binding(cookie_header)
-    if binding is None or not secrets.compare_digest(fingerprint(binding), pending.browser):
-        return _callback_failure(request, metrics, StateMismatch(), fallback)
+    bound = (
+        pending is not None and binding is not None and secrets.compare_digest(fingerprint(binding), pending.browser)
+    )
     if error is not None:
-        failure = callback_error(error)
-        return _callback_failure(request, metrics, failure, pending.return_to)
+        # Before anything about state: Shopify's `error=` (login_required after prompt=none) may come
+        # with a missing or mangled state. Nothing is redeemed and no session made, so the customer
+        # can simply go back, to their own page when the state proves whose login this was.
+        back = pending.return_to if pending is not None and bound else fallback
+        return _callback_failure(request, metrics, callback_error(error), back)
+    if pending is None:
+        problem = "Missing or malformed state." if not is_valid_id(state) else "Unknown, expired or used login state."
+        return _callback_failure(request, metrics, InvalidState(problem), fallback)
+    if not bound:
+        navigation = preferred(request.headers.get("accept"), (JSON, HTML)) == HTML
+        if navigation and not pending.recovery:
+            # The login-binding cookie is missing or another browser's: typically an in-app browser
+            # (Instagram, TikTok) handed the page to the system browser mid-login. The code is never
+            # redeemed here (it may be an attacker's); the login starts again, once, bound to this
+            # browser. A second miss, or cookies that never stick, end in the login_error redirect.
+            return await _restart_login(
+                settings, cookies, logins, limits, oauth, credentials, metrics, pending, now=clock()
+            )
+        return _callback_failure(request, metrics, StateMismatch(), fallback)
     if not code:
         return _callback_failure(request, metrics, InvalidRequest("The callback carries no code."), pending.return_to)
 
@@ -196,6 +229,28 @@ async def callback(
     return _redirect(pending.return_to, 302, cookies.set_session(session.sid))
 
 
+async def _restart_login(
+    settings: Settings,
+    cookies: CookieJar,
+    logins: PendingLogins,
+    limits: RateLimits,
+    oauth: ShopifyOAuth,
+    credentials: Credentials,
+    metrics: Metrics,
+    lost: PendingLogin,
+    *,
+    now: float,
+) -> Response:
+    """Start the login once more, in this browser, after its binding was lost (see `callback`)."""
+    pending_rate = Rate(settings.bff_max_pending_logins, PENDING_LOGIN_TTL)
+    await limits.hit("pending", "all", pending_rate, detail=_BUSY, error=LoginCapacity)
+    binding = new_id()
+    url = await _start_login(logins, oauth, credentials, settings, binding, lost.return_to, {}, now=now, recovery=True)
+    log.info("login callback without its browser binding; restarting the login once")
+    metrics.callbacks.labels("restarted").inc()
+    return _redirect(url, 302, cookies.set_login_binding(binding))
+
+
 async def _open_session(
     sessions: SessionStore,
     discovery: Discovery,
@@ -207,7 +262,7 @@ async def _open_session(
     now: float,
 ) -> Session:
     credential = credentials.current
-    tokens = await oauth.exchange_code(code=code, code_verifier=pending.code_verifier, credential=credential)
+    tokens = await oauth.exchange_code(code=code, code_verifier=pending.code_verifier or None, credential=credential)
     assert tokens.id_token is not None and tokens.refresh_token is not None
     endpoints = await discovery.endpoints()
     claims = await verify_id_token(
@@ -233,15 +288,25 @@ async def _open_session(
 
 
 @router.get("/session", summary="Is this browser logged in, and as whom")
-async def session_status(found: BrowserSession, cookies: Cookies, clock: Clock) -> Response:
+async def session_status(found: BrowserSession, cookies: Cookies, refresher: Refresher, clock: Clock) -> Response:
     session = found.session
+    signed_out = _json({"authenticated": False}, *([cookies.clear_session()] if found.had_cookie else []))
     if session is None:
-        return _json({"authenticated": False}, *([cookies.clear_session()] if found.had_cookie else []))
+        return signed_out
     body: dict[str, Any] = {
         "authenticated": True,
         "customer": session.claims,
         "expires_at": int(clock() + session.ttl_ms / 1000),
     }
+    try:
+        # Only when the access token is due: the answer must not say "logged in" for a session whose
+        # every call would fail, nor cost a refresh when the token is fine.
+        await refresher.fresh(session)
+    except SessionExpired:
+        return signed_out  # Shopify ended it (invalid_grant): the refresher deleted it
+    except BFFError as exc:
+        # Still logged in (nothing ended the session), but the account can't be reached right now.
+        body["degraded"] = exc.code
     return _json(body, *([cookies.set_session(session.sid)] if found.resign else []))
 
 

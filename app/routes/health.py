@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from starlette.responses import JSONResponse, Response
 
-from app.deps import MetricsDep, Sessions, SettingsDep, ShopDiscovery
+from app.deps import MetricsDep, OAuth, Sessions, SettingsDep, ShopDiscovery
 from app.errors import BFFError, NotFound
 from app.metrics import CONTENT_TYPE
 
@@ -18,7 +18,7 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", summary="Redis takes writes and the shop's discovery documents are reachable")
-async def readyz(sessions: Sessions, discovery: ShopDiscovery) -> Response:
+async def readyz(sessions: Sessions, discovery: ShopDiscovery, oauth: OAuth) -> Response:
     checks: dict[str, str] = {}
     try:
         await sessions.ping()
@@ -31,8 +31,14 @@ async def readyz(sessions: Sessions, discovery: ShopDiscovery) -> Response:
     except BFFError as exc:
         checks["discovery"] = exc.code
     ready = all(v == "ok" for v in checks.values())
+    body: dict[str, object] = {"status": "ready" if ready else "unavailable", "checks": checks}
+    health = oauth.health
+    if health.problem is not None:
+        # Told, not counted against readiness: a refused credential fails on every instance alike, and
+        # taking them all out of rotation would also stop the sessions whose tokens still work.
+        body["token_endpoint"] = {"last_error": health.problem, **({"reason": health.reason} if health.reason else {})}
     return JSONResponse(
-        {"status": "ready" if ready else "unavailable", "checks": checks},
+        body,
         status_code=200 if ready else 503,
         headers={} if ready else {"Retry-After": "1"},
     )

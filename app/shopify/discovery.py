@@ -11,6 +11,9 @@ No Shopify endpoint is hard-coded: everything comes from `/.well-known/openid-co
   refetches, bounded by an overall deadline; a failed refetch keeps the copy and is retried `retry_after` seconds
   later, not on every request. Only a cold start (no copy yet) waits, and concurrent cold callers share one fetch.
   A TTL of 0 turns the cache off: every call fetches and waits (tests use it to reach the shop on every route).
+
+The two documents are fetched like a browser would, following up to three redirects within the shop's
+registrable domain (http.py); the endpoints they name are then checked as above.
 """
 
 from __future__ import annotations
@@ -37,7 +40,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("bff.discovery")
 
 SHOPIFY_HOST = "shopify.com"
-_VERSION_IN_URL = re.compile(r"/customer/api/[^/]+/graphql$")
+OPENID_CONFIGURATION = ".well-known/openid-configuration"
+CUSTOMER_ACCOUNT_API = ".well-known/customer-account-api"
+_VERSION_IN_URL = re.compile(r"/customer/api/([^/]+)/graphql$")
 # Whitespace, controls and backslashes (which browsers read as `/`) never appear in a real endpoint.
 _FORBIDDEN = re.compile(r"[\x00-\x20\x7f\\]")
 
@@ -51,7 +56,13 @@ class ShopEndpoints:
     token_endpoint: str
     end_session_endpoint: str
     jwks_uri: str
-    graphql_url: str
+    graphql_url: str  # pinned to SHOPIFY_API_VERSION
+    advertised_api_version: str | None = None  # the version the shop's document named, for `doctor`
+
+
+def advertised_version(graphql_api: str) -> str | None:
+    found = _VERSION_IN_URL.search(graphql_api)
+    return found[1] if found else None
 
 
 def pin_api_version(graphql_api: str, version: str) -> str:
@@ -190,20 +201,22 @@ class Discovery:
 
     async def _fetch(self) -> ShopEndpoints:
         oidc, caa = await asyncio.gather(
-            get_json(self._http, f"{self._shop_origin}/.well-known/openid-configuration", "OpenID configuration"),
+            get_json(self._http, f"{self._shop_origin}/{OPENID_CONFIGURATION}", "OpenID configuration", redirects=3),
             get_json(
-                self._http, f"{self._shop_origin}/.well-known/customer-account-api", "Customer Account API document"
+                self._http, f"{self._shop_origin}/{CUSTOMER_ACCOUNT_API}", "Customer Account API document", redirects=3
             ),
         )
         if "issuer" not in oidc:
             raise DiscoveryFailed("The shop's discovery lacks issuer.")
+        graphql_api = self._endpoint(caa, "graphql_api")
         return ShopEndpoints(
             issuer=str(oidc["issuer"]),
             authorization_endpoint=self._endpoint(oidc, "authorization_endpoint"),
             token_endpoint=self._endpoint(oidc, "token_endpoint"),
             end_session_endpoint=self._endpoint(oidc, "end_session_endpoint"),
             jwks_uri=self._endpoint(oidc, "jwks_uri"),
-            graphql_url=pin_api_version(self._endpoint(caa, "graphql_api"), self._api_version),
+            graphql_url=pin_api_version(graphql_api, self._api_version),
+            advertised_api_version=advertised_version(graphql_api),
         )
 
     def _endpoint(self, document: dict[str, Any], name: str) -> str:

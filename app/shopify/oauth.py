@@ -4,12 +4,19 @@ authlib does the protocol mechanics: the authorization URL with state, nonce and
 challenge (`prepare_grant_uri`, `create_s256_code_challenge`), and HTTP Basic client authentication of
 the token requests (`ClientAuth`, `client_secret_basic`). The token responses are classified here,
 not by authlib's client, because Shopify's error classes need the HTTP status and Retry-After that
-authlib's `fetch_token` discards: only `invalid_grant` means the customer's refresh token is dead;
-throttling, 5xx and a bare 401 are transient; `invalid_client` is our misconfiguration.
+authlib's `fetch_token` discards (Shopify's classes, Hydrogen #3916):
+
+- `400 invalid_grant`: the customer's refresh token (or code) is dead; only this ends a session;
+- `401` with an empty error ("Access token request error."), 429 and 5xx: transient, retried later;
+- `invalid_client` / `unauthorized_client`, or a 401 whose `WWW-Authenticate` says `invalid_token` (what
+  Shopify tells a client it takes for public): our misconfiguration. Logged at error level naming the
+  setting, counted in `bff_token_endpoint_misconfigured_total`, and remembered in `TokenEndpointHealth`
+  for /readyz and /auth/session; customers get a 502, never a logout.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,8 +42,18 @@ from app.errors import (
     TokenEndpointTimeout,
     TokenEndpointUnavailable,
 )
+from app.metrics import Metrics
 from app.shopify.credentials import Credential
 from app.shopify.discovery import Discovery
+
+log = logging.getLogger("bff.oauth")
+
+# Why Shopify refused us, by the reason Shopify gave, and what to check.
+_MISCONFIGURED = {
+    "invalid_client": "check SHOPIFY_CLIENT_ID and SHOPIFY_CLIENT_SECRET (or the SHOPIFY_PREVIOUS_* pair)",
+    "unauthorized_client": "check SHOPIFY_CLIENT_ID: this client may not use this grant",
+    "invalid_token": "check that the client type is Confidential in the Shopify admin (public ones need an Origin)",
+}
 
 # The authorization errors a storefront may act on (OpenID Connect Core §3.1.2.6, RFC 6749 §4.1.2.1);
 # any other `error=` on the callback is `authorization_failed`.
@@ -62,6 +79,21 @@ class TokenSet:
     received_at: float
 
 
+class TokenEndpointHealth:
+    """How the last token call went, for /readyz and /auth/session: `problem` is a catalog code (None
+    after a success) and `reason` says why Shopify refused us when it is our misconfiguration."""
+
+    def __init__(self) -> None:
+        self.problem: str | None = None
+        self.reason: str | None = None
+
+    def record(self, error: BFFError | None) -> None:
+        if isinstance(error, InvalidGrant):
+            return  # one customer's dead refresh token says nothing about the endpoint
+        self.problem = error.code if error is not None else None
+        self.reason = error.reason if isinstance(error, InvalidClient) else None
+
+
 class ShopifyOAuth:
     """Talks to the shop's authorization server for one BFF."""
 
@@ -72,9 +104,12 @@ class ShopifyOAuth:
         *,
         redirect_uri: str,
         scopes: str,
+        metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         """`http` is the shop's auth client (http.py): User-Agent and timeouts are set there."""
+        self.health = TokenEndpointHealth()
+        self._metrics = metrics
         self._http = http
         self._clock = clock
         self._discovery = discovery
@@ -82,10 +117,13 @@ class ShopifyOAuth:
         self._scopes = scopes
 
     async def authorization_url(
-        self, *, client_id: str, state: str, nonce: str, code_verifier: str, extra: dict[str, str]
+        self, *, client_id: str, state: str, nonce: str, code_verifier: str | None, extra: dict[str, str]
     ) -> str:
-        """The shop's login URL for a new authorization request (PKCE S256, OpenID nonce)."""
+        """The shop's login URL for a new authorization request (OpenID nonce; PKCE S256 given a verifier)."""
         endpoints = await self._discovery.endpoints()
+        pkce = {}
+        if code_verifier:
+            pkce = {"code_challenge": create_s256_code_challenge(code_verifier), "code_challenge_method": "S256"}
         url: str = prepare_grant_uri(
             endpoints.authorization_endpoint,
             client_id,
@@ -94,8 +132,7 @@ class ShopifyOAuth:
             scope=self._scopes,
             state=state,
             nonce=nonce,
-            code_challenge=create_s256_code_challenge(code_verifier),
-            code_challenge_method="S256",
+            **pkce,
             **extra,
         )
         return url
@@ -105,15 +142,26 @@ class ShopifyOAuth:
         query = urlencode({"id_token_hint": id_token_hint, "post_logout_redirect_uri": post_logout_redirect_uri})
         return f"{endpoints.end_session_endpoint}?{query}"
 
-    async def exchange_code(self, *, code: str, code_verifier: str, credential: Credential) -> TokenSet:
+    async def exchange_code(self, *, code: str, code_verifier: str | None, credential: Credential) -> TokenSet:
         form = {
             "grant_type": "authorization_code",
             "client_id": credential.client_id,
             "redirect_uri": self._redirect_uri,
             "code": code,
-            "code_verifier": code_verifier,
         }
-        tokens = await self._token_request(form, credential, what="code exchange")
+        if code_verifier:
+            form["code_verifier"] = code_verifier
+        try:
+            tokens = await self._token_request(form, credential, what="code exchange")
+        except TokenEndpointError:
+            if code_verifier:
+                # Shopify documents PKCE for public clients only; whether it takes it from a confidential
+                # one is unconfirmed, so a refused first exchange points at the setting.
+                log.error(
+                    "Shopify rejected the code exchange while PKCE was sent; if every login fails like this, "
+                    "set SHOPIFY_PKCE=false"
+                )
+            raise
         if not tokens.id_token or not tokens.refresh_token:
             raise TokenEndpointError("The code exchange returned no ID or refresh token.")
         return tokens
@@ -128,12 +176,30 @@ class ShopifyOAuth:
         headers = {"Content-Type": "application/x-www-form-urlencoded"}
         url, headers, body = auth.prepare("POST", endpoints.token_endpoint, headers, urlencode(form))
         try:
-            response = await self._http.post(url, content=body, headers=headers)
-        except httpx.TimeoutException as exc:
-            raise TokenEndpointTimeout(f"Shopify's token endpoint timed out ({what}).") from exc
-        except httpx.HTTPError as exc:
-            raise TokenEndpointUnavailable(f"Shopify's token endpoint is unreachable ({what}).") from exc
-        return _parse(response, what, received_at=self._clock())
+            try:
+                response = await self._http.post(url, content=body, headers=headers)
+            except httpx.TimeoutException as exc:
+                raise TokenEndpointTimeout(f"Shopify's token endpoint timed out ({what}).") from exc
+            except httpx.HTTPError as exc:
+                raise TokenEndpointUnavailable(f"Shopify's token endpoint is unreachable ({what}).") from exc
+            tokens = _parse(response, what, received_at=self._clock())
+        except InvalidClient as exc:
+            log.error(
+                "Shopify refused the %s with %s for client %s: %s",
+                what,
+                exc.reason,
+                credential.client_id,
+                _MISCONFIGURED[exc.reason],
+            )
+            if self._metrics is not None:
+                self._metrics.token_misconfigured.labels(exc.reason).inc()
+            self.health.record(exc)
+            raise
+        except BFFError as exc:
+            self.health.record(exc)
+            raise
+        self.health.record(None)
+        return tokens
 
 
 def _parse(response: httpx.Response, what: str, *, received_at: float) -> TokenSet:
@@ -159,7 +225,9 @@ def _parse(response: httpx.Response, what: str, *, received_at: float) -> TokenS
     if error == "invalid_grant":
         raise InvalidGrant()
     if error in {"invalid_client", "unauthorized_client"}:
-        raise InvalidClient()
+        raise InvalidClient(reason=error)
+    if response.status_code == 401 and "invalid_token" in response.headers.get("WWW-Authenticate", ""):
+        raise InvalidClient(reason="invalid_token")
     retry_after = response.headers.get("Retry-After")
     headers = {"Retry-After": retry_after} if retry_after and retry_after.isdigit() else None
     if response.status_code == 429:

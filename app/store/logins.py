@@ -27,6 +27,7 @@ class PendingLogin:
     return_to: str
     browser: str  # sha256 of the login-binding cookie's id
     created_at: float
+    recovery: bool = False  # a restart after a lost binding (routes/auth.py): it is not restarted again
 
 
 class PendingLogins:
