@@ -12,20 +12,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from mock_shopify.discovery import API_FIELDS, OIDC_FIELDS
 from mock_shopify.state import Credential, Delay, Drip, Failure, Store
 
 TOKEN_FAILURES = (500, 502, 503, 429, 401)
 GRAPHQL_FAILURES = (429, 500, 502, 503, 401)
 DISCOVERY_FAILURES = (404, 500, 502, 503)
-DISCOVERY_FIELDS = (
-    "issuer",
-    "authorization_endpoint",
-    "token_endpoint",
-    "end_session_endpoint",
-    "jwks_uri",
-    "graphql_api",
-    "mcp_api",
-)
+DISCOVERY_FIELDS = (*OIDC_FIELDS, *API_FIELDS)
 TAMPER_KINDS = ("bad_signature", "wrong_iss", "wrong_aud", "wrong_nonce", "expired", "unknown_kid")
 SETTINGS = ("access_token_ttl", "code_ttl", "id_token_ttl")
 

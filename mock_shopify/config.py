@@ -28,7 +28,7 @@ class MockConfig:
     credentials: Sequence[tuple[str, str]] = field(default=((DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET),), repr=False)
     redirect_uris: Sequence[str] = (DEFAULT_REDIRECT_URI,)
     logout_uris: Sequence[str] = (DEFAULT_LOGOUT_URI,)
-    api_version: str = "2026-04"
+    api_version: str = "2026-10"
     access_token_ttl: int = 3600
     code_ttl: int = 60
     id_token_ttl: int = 3600

@@ -15,6 +15,10 @@ UI_LOCALES = (
     "bg cs da de el en es fi fr hi hr hu id it ja ko lt ms nb nl pl pt-BR pt-PT ro ru sk sl sv th tr vi zh-CN zh-TW"
 ).split()
 CLAIMS = ("iss", "sub", "aud", "exp", "iat", "nonce", "sid", "email", "email_verified")
+# The fields the `discovery_fields` knob may set, per document. `mcp_api` is not served, so it is only there
+# when a test sets it (real shops advertise it; advertising an endpoint that 404s would mislead the BFF).
+OIDC_FIELDS = ("issuer", "authorization_endpoint", "token_endpoint", "end_session_endpoint", "jwks_uri")
+API_FIELDS = ("graphql_api", "mcp_api")
 
 
 class DiscoveryEndpoints:
@@ -34,7 +38,9 @@ class DiscoveryEndpoints:
         # Recorded so tests can check that every outbound call carries the BFF's User-Agent.
         self.store.stats.user_agents[what] = request.headers.get("user-agent", "")
 
-    async def _document(self, request: Request, what: str, document: dict[str, Any]) -> JSONResponse:
+    async def _document(
+        self, request: Request, what: str, document: dict[str, Any], fields: tuple[str, ...]
+    ) -> JSONResponse:
         """One discovery document, after the knobs: counted, held, failed or with fields overridden."""
         self._seen(request, what)
         knobs = self.store.knobs
@@ -43,7 +49,7 @@ class DiscoveryEndpoints:
             await knobs.hold_discovery.wait()
         if failure := take_failure(knobs.fail_discovery):
             return JSONResponse({"errors": "Injected failure"}, status_code=failure.status)
-        overrides = {k: v for k, v in knobs.discovery_fields.items() if k in document}
+        overrides = {k: v for k, v in knobs.discovery_fields.items() if k in fields}
         return JSONResponse({**document, **overrides})
 
     async def openid_configuration(self, request: Request) -> JSONResponse:
@@ -75,6 +81,7 @@ class DiscoveryEndpoints:
                 "op_policy_uri": "https://www.shopify.com/legal/privacy",
                 "op_tos_uri": "https://www.shopify.com/legal/terms",
             },
+            OIDC_FIELDS,
         )
 
     async def customer_account_api(self, request: Request) -> JSONResponse:
@@ -82,10 +89,8 @@ class DiscoveryEndpoints:
         return await self._document(
             request,
             "customer-account-api",
-            {
-                "graphql_api": f"{config.base_url}/customer/api/{config.api_version}/graphql",
-                "mcp_api": f"{config.base_url}/customer/api/mcp",
-            },
+            {"graphql_api": f"{config.base_url}/customer/api/{config.api_version}/graphql"},
+            API_FIELDS,
         )
 
     async def jwks(self, request: Request) -> JSONResponse:

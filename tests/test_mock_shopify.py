@@ -32,7 +32,7 @@ REDIRECT = "https://bff.example/auth/callback"
 LOGOUT = "https://app.example/"
 UA = {"User-Agent": "bff-tests/1.0"}
 EMAIL = "ada.lovelace@example.com"
-GRAPHQL = "/customer/api/2026-04/graphql"
+GRAPHQL = "/customer/api/2026-10/graphql"
 
 
 @pytest.fixture
@@ -161,13 +161,18 @@ async def test_discovery_documents(mock_client: httpx.AsyncClient) -> None:
     assert oidc["id_token_signing_alg_values_supported"] == ["RS256"]
     assert oidc["token_endpoint_auth_methods_supported"] == ["client_secret_basic", "client_secret_post"]
     api = (await mock_client.get("/.well-known/customer-account-api")).json()
-    assert api == {
-        "graphql_api": f"{BASE}/customer/api/2026-04/graphql",
-        "mcp_api": f"{BASE}/customer/api/mcp",
-    }
+    assert api == {"graphql_api": f"{BASE}/customer/api/2026-10/graphql"}
     keys = (await mock_client.get(f"{AUTH}/.well-known/jwks.json")).json()["keys"]
     assert [(k["kty"], k["alg"], k["use"]) for k in keys] == [("RSA", "RS256", "sig")]
     assert "d" not in keys[0]
+
+
+async def test_mcp_api_is_advertised_only_when_a_test_sets_it(mock_client: httpx.AsyncClient) -> None:
+    # The stand-in serves no MCP endpoint, so it does not advertise one unless a test asks it to.
+    assert "mcp_api" not in (await mock_client.get("/.well-known/customer-account-api")).json()
+    await Shop(mock_client).knob("discovery_fields", mcp_api=f"{BASE}/customer/api/mcp")
+    api = (await mock_client.get("/.well-known/customer-account-api")).json()
+    assert api["mcp_api"] == f"{BASE}/customer/api/mcp"
 
 
 async def test_unknown_route_is_json_404(mock_client: httpx.AsyncClient) -> None:
@@ -264,6 +269,7 @@ def test_cli_reads_env_and_flags(monkeypatch: pytest.MonkeyPatch) -> None:
     assert config.redirect_uris == (REDIRECT,)
     assert config.logout_uris == ("http://a.example/", "http://b.example/")
     assert config.access_token_ttl == 5
+    assert config.api_version == "2026-10"
     assert "secret" not in repr(config)
 
 
