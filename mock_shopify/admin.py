@@ -85,6 +85,7 @@ class AdminEndpoints:
             "rotate_signing_key": self.rotate_signing_key,
             "tamper_next_id_token": self.tamper_next_id_token,
             "credentials": self.credentials,
+            "fidelity": self.fidelity,
         }
         routes = [Route(f"/_mock/{name}", self._wrap(fn), methods=["POST"]) for name, fn in knobs.items()]
         return [
@@ -112,7 +113,8 @@ class AdminEndpoints:
         return {name: asdict(value)}
 
     async def stats(self, request: Request) -> Response:
-        return JSONResponse(asdict(self.store.stats))
+        # The fidelity switches ride along, so a failing test's stats say which shop it was talking to.
+        return JSONResponse({**asdict(self.store.stats), "fidelity": asdict(self.store.knobs.fidelity)})
 
     async def customer(self, request: Request) -> Response:
         email = request.path_params["email"].lower()
@@ -177,6 +179,12 @@ class AdminEndpoints:
             raise BadKnob("discovery field values must be strings")
         self.store.knobs.discovery_fields.update(body)
         return {"discovery_fields": self.store.knobs.discovery_fields}
+
+    def fidelity(self, body: dict[str, Any]) -> dict[str, Any]:
+        """`{"auth_layout": "custom_domain", ...}`: see mock_shopify/fidelity.py; the answer is every current value."""
+        knobs = self.store.knobs
+        knobs.fidelity = knobs.fidelity.updated(body)
+        return {"fidelity": asdict(knobs.fidelity)}
 
     def credentials(self, body: dict[str, Any]) -> dict[str, Any]:
         """`{"add": {"client_id", "client_secret"}}` and/or `{"revoke_secret": "<secret>"}`."""

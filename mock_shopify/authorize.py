@@ -108,16 +108,19 @@ class AuthorizeEndpoints:
         self.store = store
 
     def routes(self) -> list[Route]:
-        base = self.store.config.auth_path
-        return [
-            Route(f"{base}/oauth/authorize", self.authorize, methods=["GET"]),
-            Route(f"{base}/oauth/authorize", self.sign_in, methods=["POST"]),
-            Route(f"{base}/logout", self.logout, methods=["GET"]),
-        ]
+        routes: list[Route] = []
+        for base in self.store.config.auth_paths.values():
+            routes += [
+                Route(f"{base}/oauth/authorize", self.authorize, methods=["GET"]),
+                Route(f"{base}/oauth/authorize", self.sign_in, methods=["POST"]),
+                Route(f"{base}/logout", self.logout, methods=["GET"]),
+            ]
+        return routes
 
-    def _page(self, req: AuthorizeRequest, *, email: str = "", error: str | None = None) -> Response:
+    def _page(self, request: Request, req: AuthorizeRequest, *, email: str = "", error: str | None = None) -> Response:
         return login_page(
-            action=f"{self.store.config.auth_path}/oauth/authorize",
+            # The form posts back to the layout it was shown on.
+            action=request.url.path,
             params=req.params,
             email=email,
             error=error,
@@ -139,7 +142,7 @@ class AuthorizeEndpoints:
         if req.get("login_hint_mode") == "submit" and _EMAIL.fullmatch(hint):
             # Hydrogen's auto-submit: sign in as the hinted customer without showing the form.
             return self._sign_in(req, hint)
-        return self._page(req, email=hint)
+        return self._page(request, req, email=hint)
 
     async def sign_in(self, request: Request) -> Response:
         try:
@@ -151,7 +154,7 @@ class AuthorizeEndpoints:
             return req
         email = fields.get("email", "").strip()
         if not _EMAIL.fullmatch(email):
-            return self._page(req, email=email, error="Enter a valid email address.")
+            return self._page(request, req, email=email, error="Enter a valid email address.")
         return self._sign_in(req, email)
 
     def _sign_in(self, req: AuthorizeRequest, email: str) -> Response:

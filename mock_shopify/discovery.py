@@ -31,7 +31,10 @@ class DiscoveryEndpoints:
         return [
             Route("/.well-known/openid-configuration", self.openid_configuration, methods=["GET"]),
             Route("/.well-known/customer-account-api", self.customer_account_api, methods=["GET"]),
-            Route(f"{self.store.config.auth_path}/.well-known/jwks.json", self.jwks, methods=["GET"]),
+            *(
+                Route(f"{path}/.well-known/jwks.json", self.jwks, methods=["GET"])
+                for path in self.store.config.auth_paths.values()
+            ),
         ]
 
     def _seen(self, request: Request, what: str) -> None:
@@ -54,7 +57,7 @@ class DiscoveryEndpoints:
 
     async def openid_configuration(self, request: Request) -> JSONResponse:
         config = self.store.config
-        auth = config.auth_base
+        auth = config.base_url + config.auth_paths[self.store.knobs.fidelity.auth_layout]
         return await self._document(
             request,
             "openid-configuration",
@@ -89,7 +92,7 @@ class DiscoveryEndpoints:
         return await self._document(
             request,
             "customer-account-api",
-            {"graphql_api": f"{config.base_url}/customer/api/{config.api_version}/graphql"},
+            {"graphql_api": config.graphql_url(self.store.knobs.fidelity.graphql_shape)},
             API_FIELDS,
         )
 

@@ -68,6 +68,8 @@ class GraphQLEndpoint:
         shop_id = self.store.config.shop_id
         return [
             Route("/customer/api/{version}/graphql", self.graphql, methods=["POST"]),
+            # What one live shop advertises (the `graphql_shape` knob picks which one discovery shows).
+            Route("/account/customer/api/{version}/graphql", self.graphql, methods=["POST"]),
             # Hydrogen's hard-coded form of the same endpoint.
             Route(f"/{shop_id}/account/customer/api/{{version}}/graphql", self.graphql, methods=["POST"]),
         ]

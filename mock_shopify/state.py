@@ -11,6 +11,7 @@ from typing import Any
 
 from mock_shopify.config import MockConfig
 from mock_shopify.customers import Customer, seed_customer
+from mock_shopify.fidelity import Fidelity
 from mock_shopify.keys import KeyRing
 
 
@@ -100,6 +101,7 @@ class Knobs:
     hold_discovery: asyncio.Event | None = None
     # Overrides for fields of the discovery documents (a tampered or custom-domain shop).
     discovery_fields: dict[str, str] = field(default_factory=dict)
+    fidelity: Fidelity = field(default_factory=Fidelity)
 
 
 @dataclass

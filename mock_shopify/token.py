@@ -95,7 +95,8 @@ class TokenEndpoint:
         self.store = store
 
     def routes(self) -> list[Route]:
-        return [Route(f"{self.store.config.auth_path}/oauth/token", self.token, methods=["POST"])]
+        paths = self.store.config.auth_paths.values()
+        return [Route(f"{path}/oauth/token", self.token, methods=["POST"]) for path in paths]
 
     async def token(self, request: Request) -> Response:
         response = await self._answer(request)

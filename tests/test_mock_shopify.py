@@ -175,6 +175,61 @@ async def test_mcp_api_is_advertised_only_when_a_test_sets_it(mock_client: httpx
     assert api["mcp_api"] == f"{BASE}/customer/api/mcp"
 
 
+@pytest.mark.parametrize(
+    ("shape", "path"),
+    [("customer", "/customer/api/2026-10/graphql"), ("account", "/account/customer/api/2026-10/graphql")],
+)
+async def test_graphql_shape_picks_the_advertised_url_and_it_answers(
+    mock_client: httpx.AsyncClient, shape: str, path: str
+) -> None:
+    await Shop(mock_client).knob("fidelity", graphql_shape=shape)
+    url = (await mock_client.get("/.well-known/customer-account-api")).json()["graphql_api"]
+    assert url == f"{BASE}{path}"
+    token = (await tokens(mock_client))["access_token"]
+    response = await mock_client.post(path, json={"query": "{ shop { id } }"}, headers={"Authorization": token, **UA})
+    assert response.json()["data"]["shop"]["id"] == f"gid://shopify/Shop/{SHOP_ID}"
+
+
+async def test_custom_domain_auth_layout_runs_a_whole_login_on_the_advertised_endpoints(
+    mock_client: httpx.AsyncClient,
+) -> None:
+    await Shop(mock_client).knob("fidelity", auth_layout="custom_domain")
+    oidc = (await mock_client.get("/.well-known/openid-configuration")).json()
+    assert oidc["issuer"] == ISSUER  # the issuer keeps the shop id; only the endpoints move
+    assert oidc["authorization_endpoint"] == f"{BASE}/authentication/oauth/authorize"
+    page = await mock_client.get(oidc["authorization_endpoint"], params=authorize_params())
+    assert 'action="/authentication/oauth/authorize"' in page.text
+    signed_in = await mock_client.post(oidc["authorization_endpoint"], data={**authorize_params(), "email": EMAIL})
+    data = {"grant_type": "authorization_code", "code": redirect_query(signed_in)["code"], "redirect_uri": REDIRECT}
+    body = (await mock_client.post(oidc["token_endpoint"], data=data, auth=(CLIENT_ID, SECRET), headers=UA)).json()
+    jwks = KeySet.import_key_set((await mock_client.get(oidc["jwks_uri"])).json())
+    assert jwt.decode(body["id_token"], jwks, algorithms=["RS256"]).claims["iss"] == ISSUER
+    logout = await mock_client.get(oidc["end_session_endpoint"], params={"id_token_hint": body["id_token"]})
+    assert (logout.status_code, logout.headers["location"]) == (302, LOGOUT)
+
+
+async def test_fidelity_knob_echoes_and_resets(mock_client: httpx.AsyncClient) -> None:
+    shop = Shop(mock_client)
+    defaults = (await shop.stats())["fidelity"]
+    assert defaults == {
+        "graphql_shape": "customer",
+        "auth_layout": "shop_id",
+        "confidential_pkce": "accepted",
+        "reject_bearer": True,
+        "unauthorized_body": "Not a valid access token",
+        "single_use_refresh_tokens": True,
+        "refresh_survives_secret_revocation": True,
+    }
+    changed = await shop.knob("fidelity", auth_layout="custom_domain", reject_bearer=False)
+    assert changed["fidelity"] == {**defaults, "auth_layout": "custom_domain", "reject_bearer": False}
+    assert (await shop.knob("fidelity", reset=True, graphql_shape="account"))["fidelity"] == {
+        **defaults,
+        "graphql_shape": "account",
+    }
+    await shop.knob("reset")
+    assert (await shop.stats())["fidelity"] == defaults
+
+
 async def test_unknown_route_is_json_404(mock_client: httpx.AsyncClient) -> None:
     response = await mock_client.get("/nope")
     assert (response.status_code, response.json()) == (404, {"errors": "Not Found"})
@@ -777,6 +832,10 @@ async def test_settings_and_reset(mock_client: httpx.AsyncClient) -> None:
         ("settings", {"code_ttl": "soon"}),
         ("tamper_next_id_token", {"kind": "bogus"}),
         ("credentials", {}),
+        ("fidelity", {"graphql_shape": "hydrogen"}),
+        ("fidelity", {"reject_bearer": "no"}),
+        ("fidelity", {"unauthorized_body": 401}),
+        ("fidelity", {"shape": "account"}),
     ],
 )
 async def test_bad_knob_bodies_are_400(mock_client: httpx.AsyncClient, name: str, body: dict[str, Any]) -> None:
