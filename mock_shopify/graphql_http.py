@@ -1,7 +1,8 @@
 """`POST /customer/api/{version}/graphql`: raw-token auth, Shopify's HTTP error shapes, cost and throttling.
 
-A missing, `Bearer`-prefixed, unknown, revoked or expired token gets HTTP 401 with
-`{"errors": "Not a valid access token"}`, the body reported for real shops.
+A missing, unknown, revoked or expired token gets HTTP 401 with `{"errors": "Not a valid access token"}`, the
+body reported for real shops; so does a `Bearer`-prefixed one. Both are unconfirmed, hence the fidelity switches
+`unauthorized_body` and `reject_bearer` (mock_shopify/fidelity.py).
 """
 
 from __future__ import annotations
@@ -36,20 +37,20 @@ BUCKET_SIZE = 7500.0
 RESTORE_RATE = 100.0
 # Shopify has no introspection at the query URL; clients must vendor the schema.
 RULES = (*specified_rules, NoSchemaIntrospectionCustomRule)
-NOT_A_VALID_TOKEN = {"errors": "Not a valid access token"}
+_BEARER = "bearer "
 
 
 def _error_body(message: str, code: str, **extra: Any) -> dict[str, Any]:
     return {"errors": [{"message": message, "extensions": {"code": code, **extra}}]}
 
 
-def _injected(failure: Failure) -> Response:
+def _injected(failure: Failure, *, unauthorized: dict[str, Any]) -> Response:
     headers = {"Retry-After": str(failure.retry_after)} if failure.retry_after is not None else {}
     if failure.status == 429:
         headers.setdefault("Retry-After", "1")
         return JSONResponse(_error_body("Throttled", "THROTTLED"), status_code=429, headers=headers)
     if failure.status == 401:
-        return JSONResponse(NOT_A_VALID_TOKEN, status_code=401, headers=headers)
+        return JSONResponse(unauthorized, status_code=401, headers=headers)
     if failure.status == 500:
         return JSONResponse({"errors": "An unexpected error occurred"}, status_code=500, headers=headers)
     # 502/503 come from the edge, not the API, so they are HTML like a load balancer's.
@@ -103,8 +104,9 @@ class GraphQLEndpoint:
         return response
 
     async def _answer(self, request: Request) -> Response:
-        store = self.store
+        store, fidelity = self.store, self.store.knobs.fidelity
         store.stats.graphql_requests += 1
+        unauthorized = {"errors": fidelity.unauthorized_body}
         authorization = request.headers.get("authorization")
         headers = {k: v for k, v in request.headers.items() if k != "authorization"}
         store.stats.last_graphql_request = {"authorization": authorization, "headers": headers}
@@ -113,10 +115,13 @@ class GraphQLEndpoint:
         if not _VERSION.fullmatch(request.path_params["version"]):
             return JSONResponse({"errors": "Not Found"}, status_code=404)
         if failure := take_failure(store.knobs.fail_graphql):
-            return _injected(failure)
-        token = store.live_access_token(authorization) if authorization else None
+            return _injected(failure, unauthorized=unauthorized)
+        raw = authorization or ""
+        if not fidelity.reject_bearer and raw[: len(_BEARER)].lower() == _BEARER:
+            raw = raw[len(_BEARER) :]
+        token = store.live_access_token(raw) if raw else None
         if token is None:
-            return JSONResponse(NOT_A_VALID_TOKEN, status_code=401)
+            return JSONResponse(unauthorized, status_code=401)
         try:
             payload = json.loads(await request.body())
         except ValueError:

@@ -58,6 +58,8 @@ class RefreshToken:
     client_id: str
     scope: str
     family: str
+    # The credential that authenticated the grant which issued this token (see refresh_survives_secret_revocation).
+    issued_under: Credential
     live: bool = True
 
 
@@ -179,15 +181,16 @@ class Store:
         """Whether `client_id` has at least one unrevoked credential."""
         return any(c.client_id == client_id and not c.revoked for c in self.credentials)
 
-    def authenticate(self, client_id: str, client_secret: str) -> bool:
-        """Whether the pair is a live credential of the app (constant-time on the secret)."""
-        ok = False
+    def authenticate(self, client_id: str, client_secret: str) -> Credential | None:
+        """The live credential of the app the pair matches, or None (constant-time on the secret)."""
+        match: Credential | None = None
         for cred in self.credentials:
             # Compare every candidate so timing does not reveal which secret came close.
             same_id = hmac.compare_digest(cred.client_id.encode(), client_id.encode())
             same_secret = hmac.compare_digest(cred.client_secret.encode(), client_secret.encode())
-            ok |= same_id and same_secret and not cred.revoked
-        return ok
+            if same_id and same_secret and not cred.revoked:
+                match = cred
+        return match
 
     def app_client_ids(self) -> set[str]:
         """Every client_id the app has ever had, revoked or not (an old ID token still names its audience)."""
@@ -215,13 +218,15 @@ class Store:
         self.codes[code.value] = code
         return code
 
-    def issue_tokens(self, *, email: str, client_id: str, scope: str, family: str) -> tuple[str, str]:
-        """A new access token and refresh token pair."""
+    def issue_tokens(
+        self, *, email: str, client_id: str, scope: str, family: str, issued_under: Credential
+    ) -> tuple[str, str]:
+        """A new access token and refresh token pair, for a grant authenticated with `issued_under`."""
         access = f"shcat_{secrets.token_urlsafe(32)}"
         refresh = f"shcrt_{secrets.token_urlsafe(32)}"
         expires_at = time.time() + self.knobs.access_token_ttl
         self.access_tokens[access] = AccessToken(email, client_id, expires_at, family)
-        self.refresh_tokens[refresh] = RefreshToken(email, client_id, scope, family)
+        self.refresh_tokens[refresh] = RefreshToken(email, client_id, scope, family, issued_under)
         return access, refresh
 
     def revoke_family(self, family: str) -> None:

@@ -20,7 +20,7 @@ from starlette.routing import Route
 from mock_shopify.customers import customer_number
 from mock_shopify.drip import drip
 from mock_shopify.forms import FormError, read_form
-from mock_shopify.state import AuthCode, Failure, Store, take_delay, take_drip, take_failure
+from mock_shopify.state import AuthCode, Credential, Failure, Store, take_delay, take_drip, take_failure
 
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 _VERIFIER = re.compile(r"[A-Za-z0-9\-._~]{43,128}")
@@ -136,13 +136,17 @@ class TokenEndpoint:
             if auth_error is not None:
                 raise auth_error
             basic = method == "client_secret_basic"
-            if client_id is None or secret is None or not store.authenticate(client_id, secret):
+            credential = store.authenticate(client_id, secret) if client_id is not None and secret is not None else None
+            if credential is None:
                 raise OAuthError(401, "invalid_client", "Client authentication failed.", basic=basic)
+            if "code_verifier" in form and store.knobs.fidelity.confidential_pkce == "refused":
+                # Unconfirmed (mock_shopify/fidelity.py): every client here authenticates with a secret.
+                raise OAuthError(400, "invalid_request", "code_verifier is not allowed for confidential clients")
             grant_type = form.get("grant_type")
             if grant_type == "authorization_code":
-                body = self._code_grant(client_id, form)
+                body = self._code_grant(credential, form)
             elif grant_type == "refresh_token":
-                body = self._refresh_grant(form)
+                body = self._refresh_grant(credential, form)
             elif not grant_type:
                 raise OAuthError(400, "invalid_request", "grant_type is required.")
             else:
@@ -152,8 +156,8 @@ class TokenEndpoint:
         store.stats.grants[str(grant_type)] += 1
         return JSONResponse(body, headers=_NO_STORE)
 
-    def _code_grant(self, client_id: str, form: dict[str, str]) -> dict[str, Any]:
-        store = self.store
+    def _code_grant(self, credential: Credential, form: dict[str, str]) -> dict[str, Any]:
+        store, client_id = self.store, credential.client_id
         value, redirect_uri = form.get("code"), form.get("redirect_uri")
         if not value or not redirect_uri:
             raise OAuthError(400, "invalid_request", "code and redirect_uri are required.")
@@ -179,7 +183,9 @@ class TokenEndpoint:
         elif verifier is not None:
             raise OAuthError(400, "invalid_grant", "code_verifier sent but no code_challenge was.")
         code.used = True
-        access, refresh = store.issue_tokens(email=code.email, client_id=client_id, scope=code.scope, family=code.value)
+        access, refresh = store.issue_tokens(
+            email=code.email, client_id=client_id, scope=code.scope, family=code.value, issued_under=credential
+        )
         return {
             "access_token": access,
             "expires_in": store.knobs.access_token_ttl,
@@ -189,8 +195,8 @@ class TokenEndpoint:
             "scope": code.scope,
         }
 
-    def _refresh_grant(self, form: dict[str, str]) -> dict[str, Any]:
-        store = self.store
+    def _refresh_grant(self, credential: Credential, form: dict[str, str]) -> dict[str, Any]:
+        store, fidelity = self.store, self.store.knobs.fidelity
         value = form.get("refresh_token")
         if not value:
             raise OAuthError(400, "invalid_request", "refresh_token is required.")
@@ -198,9 +204,18 @@ class TokenEndpoint:
         # Any live credential of the app may refresh, so a rotated secret keeps existing sessions alive.
         if token is None or not token.live or token.client_id not in store.app_client_ids():
             raise OAuthError(400, "invalid_grant", "The refresh token is invalid.")
-        token.live = False
+        if token.issued_under.revoked and not fidelity.refresh_survives_secret_revocation:
+            # Unconfirmed (mock_shopify/fidelity.py): tokens bound to the secret that was used when they were issued.
+            raise OAuthError(400, "invalid_grant", "The refresh token is invalid.")
+        # Unconfirmed rotation (mock_shopify/fidelity.py); when off, the old token stays live beside the new one.
+        if fidelity.single_use_refresh_tokens:
+            token.live = False
         access, refresh = store.issue_tokens(
-            email=token.email, client_id=token.client_id, scope=token.scope, family=token.family
+            email=token.email,
+            client_id=token.client_id,
+            scope=token.scope,
+            family=token.family,
+            issued_under=credential,
         )
         # Shopify sends no id_token on refresh; clients keep the original for logout.
         return {"access_token": access, "expires_in": store.knobs.access_token_ttl, "refresh_token": refresh}

@@ -474,6 +474,39 @@ async def test_credential_rotation(mock_client: httpx.AsyncClient) -> None:
     assert (await exchange(mock_client, code, verifier, secret="second-secret")).status_code == 200
 
 
+async def test_confidential_pkce_refused(mock_client: httpx.AsyncClient) -> None:
+    await Shop(mock_client).knob("fidelity", confidential_pkce="refused")
+    code, verifier = await login(mock_client)
+    response = await exchange(mock_client, code, verifier)
+    assert (response.status_code, response.json()) == (
+        400,
+        {"error": "invalid_request", "error_description": "code_verifier is not allowed for confidential clients"},
+    )
+
+
+async def test_refresh_tokens_that_are_not_single_use_refresh_twice(mock_client: httpx.AsyncClient) -> None:
+    await Shop(mock_client).knob("fidelity", single_use_refresh_tokens=False)
+    first = await tokens(mock_client)
+    statuses = [(await refresh(mock_client, first["refresh_token"])).status_code for _ in range(2)]
+    assert statuses == [200, 200]
+
+
+@pytest.mark.parametrize(("refreshed_under_new_secret", "status"), [(False, 400), (True, 200)])
+async def test_refresh_after_the_issuing_secret_is_revoked(
+    mock_client: httpx.AsyncClient, refreshed_under_new_secret: bool, status: int
+) -> None:
+    # Each refresh token remembers the secret of the grant that issued it; a refresh under the new secret
+    # before the old one is revoked moves the session over.
+    shop = Shop(mock_client)
+    await shop.knob("fidelity", refresh_survives_secret_revocation=False)
+    refresh_token = (await tokens(mock_client))["refresh_token"]
+    await shop.knob("credentials", add={"client_id": CLIENT_ID, "client_secret": "second-secret"})
+    if refreshed_under_new_secret:
+        refresh_token = (await refresh(mock_client, refresh_token, secret="second-secret")).json()["refresh_token"]
+    await shop.knob("credentials", revoke_secret=SECRET)
+    assert (await refresh(mock_client, refresh_token, secret="second-secret")).status_code == status
+
+
 # ID token ---------------------------------------------------------------------------------------------------
 
 
@@ -603,6 +636,19 @@ async def test_graphql_needs_the_raw_access_token(mock_client: httpx.AsyncClient
     headers = {**UA, **({"Authorization": header.format(token=token)} if header else {})}
     response = await mock_client.post(GRAPHQL, json={"query": "{ shop { id } }"}, headers=headers)
     assert (response.status_code, response.json()) == (401, {"errors": "Not a valid access token"})
+
+
+async def test_bearer_tokens_when_not_rejected(mock_client: httpx.AsyncClient) -> None:
+    await Shop(mock_client).knob("fidelity", reject_bearer=False)
+    token = (await tokens(mock_client))["access_token"]
+    headers = {"Authorization": f"Bearer {token}", **UA}
+    assert (await mock_client.post(GRAPHQL, json={"query": "{ shop { id } }"}, headers=headers)).status_code == 200
+
+
+async def test_unauthorized_body_is_a_knob(mock_client: httpx.AsyncClient) -> None:
+    await Shop(mock_client).knob("fidelity", unauthorized_body="User does not have access")
+    response = await gql(mock_client, "shcat_unknown", "{ shop { id } }")
+    assert (response.status_code, response.json()) == (401, {"errors": "User does not have access"})
 
 
 async def test_graphql_http_errors(mock_client: httpx.AsyncClient) -> None:
