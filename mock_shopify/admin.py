@@ -16,7 +16,9 @@ from mock_shopify.discovery import API_FIELDS, OIDC_FIELDS
 from mock_shopify.state import Credential, Delay, Drip, Failure, Store
 
 TOKEN_FAILURES = (500, 502, 503, 429, 401)
-GRAPHQL_FAILURES = (429, 500, 502, 503, 401)
+# "empty" is the transient failure; the others mean misconfiguration (invalid_token: a public client's Origin).
+TOKEN_401_KINDS = ("empty", "invalid_client", "unauthorized_client", "invalid_token")
+GRAPHQL_FAILURES = (429, 500, 502, 503, 401, 402, 403, 423)
 DISCOVERY_FAILURES = (404, 500, 502, 503)
 DISCOVERY_FIELDS = (*OIDC_FIELDS, *API_FIELDS)
 TAMPER_KINDS = ("bad_signature", "wrong_iss", "wrong_aud", "wrong_nonce", "expired", "unknown_kid")
@@ -38,10 +40,24 @@ def _failure(body: dict[str, Any], allowed: tuple[int, ...]) -> Failure:
     status = _int(body, "status")
     if status not in allowed:
         raise BadKnob(f"status must be one of {list(allowed)}")
+    if "error" in body:
+        raise BadKnob("error applies to fail_token only")
     retry_after = body.get("retry_after")
     if retry_after is not None:
         retry_after = _int(body, "retry_after")
     return Failure(count=_int(body, "count", default=1), status=status, retry_after=retry_after)
+
+
+def _token_failure(body: dict[str, Any]) -> Failure:
+    """`_failure` plus, for status 401, which one: `"error": "empty"` (the default) or a misconfiguration."""
+    failure = _failure({k: v for k, v in body.items() if k != "error"}, TOKEN_FAILURES)
+    if failure.status == 401:
+        failure.error = body.get("error", "empty")
+        if failure.error not in TOKEN_401_KINDS:
+            raise BadKnob(f"error must be one of {list(TOKEN_401_KINDS)}")
+    elif "error" in body:
+        raise BadKnob("error applies to status 401 only")
+    return failure
 
 
 def _delay(body: dict[str, Any]) -> Delay:
@@ -71,7 +87,7 @@ class AdminEndpoints:
         knobs: dict[str, Handler] = {
             "reset": self.reset,
             "settings": self.settings,
-            "fail_token": lambda b: self._set("fail_token", _failure(b, TOKEN_FAILURES)),
+            "fail_token": lambda b: self._set("fail_token", _token_failure(b)),
             "fail_graphql": lambda b: self._set("fail_graphql", _failure(b, GRAPHQL_FAILURES)),
             "fail_discovery": lambda b: self._set("fail_discovery", _failure(b, DISCOVERY_FAILURES)),
             "hold_discovery": self.hold_discovery,

@@ -38,6 +38,13 @@ RESTORE_RATE = 100.0
 # Shopify has no introspection at the query URL; clients must vendor the schema.
 RULES = (*specified_rules, NoSchemaIntrospectionCustomRule)
 _BEARER = "bearer "
+# Shopify's documented HTTP error bodies: `errors` is a string (402: shop frozen, 403: shop forbidden, 423: locked).
+_HTTP_ERRORS = {
+    402: "This shop's plan does not have access to this feature",
+    403: "User does not have access",
+    423: "This shop is unavailable",
+    500: "An unexpected error occurred",
+}
 
 
 def _error_body(message: str, code: str, **extra: Any) -> dict[str, Any]:
@@ -51,8 +58,8 @@ def _injected(failure: Failure, *, unauthorized: dict[str, Any]) -> Response:
         return JSONResponse(_error_body("Throttled", "THROTTLED"), status_code=429, headers=headers)
     if failure.status == 401:
         return JSONResponse(unauthorized, status_code=401, headers=headers)
-    if failure.status == 500:
-        return JSONResponse({"errors": "An unexpected error occurred"}, status_code=500, headers=headers)
+    if failure.status in _HTTP_ERRORS:
+        return JSONResponse({"errors": _HTTP_ERRORS[failure.status]}, status_code=failure.status, headers=headers)
     # 502/503 come from the edge, not the API, so they are HTML like a load balancer's.
     text = "Bad Gateway" if failure.status == 502 else "Service Unavailable"
     return HTMLResponse(f"<html><body><h1>{failure.status} {text}</h1></body></html>", failure.status, headers)

@@ -70,6 +70,8 @@ class Failure:
     count: int
     status: int
     retry_after: int | None = None
+    # Which 401 the token endpoint sends (TOKEN_401_KINDS in admin.py); None for other statuses and endpoints.
+    error: str | None = None
 
 
 @dataclass

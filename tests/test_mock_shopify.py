@@ -836,6 +836,48 @@ async def test_fail_token_shapes_and_counters(mock_client: httpx.AsyncClient) ->
     assert stats["grants"] == {"authorization_code": 1, "refresh_token": 1}
 
 
+@pytest.mark.parametrize(
+    ("error", "body", "challenge"),
+    [
+        ("invalid_client", {"error": "invalid_client", "error_description": "Client authentication failed."}, None),
+        (
+            "unauthorized_client",
+            {
+                "error": "unauthorized_client",
+                "error_description": "The authenticated client is not authorized to use this authorization grant type.",
+            },
+            None,
+        ),
+        ("invalid_token", None, 'Bearer error="invalid_token"'),
+    ],
+)
+async def test_fail_token_401_kinds(
+    mock_client: httpx.AsyncClient, error: str, body: dict[str, str] | None, challenge: str | None
+) -> None:
+    refresh_token = (await tokens(mock_client))["refresh_token"]
+    await Shop(mock_client).knob("fail_token", status=401, error=error)
+    response = await refresh(mock_client, refresh_token)
+    assert response.status_code == 401
+    assert (response.json() if body else response.content) == (body or b"")
+    if challenge:
+        assert response.headers["www-authenticate"] == challenge
+
+
+@pytest.mark.parametrize(
+    ("status", "errors"),
+    [
+        (402, "This shop's plan does not have access to this feature"),
+        (403, "User does not have access"),
+        (423, "This shop is unavailable"),
+    ],
+)
+async def test_fail_graphql_shop_states(mock_client: httpx.AsyncClient, status: int, errors: str) -> None:
+    token = (await tokens(mock_client))["access_token"]
+    await Shop(mock_client).knob("fail_graphql", status=status)
+    response = await gql(mock_client, token, "{ shop { id } }")
+    assert (response.status_code, response.json()) == (status, {"errors": errors})
+
+
 async def test_fail_and_delay_graphql(mock_client: httpx.AsyncClient) -> None:
     token = (await tokens(mock_client))["access_token"]
     await Shop(mock_client).knob("fail_graphql", count=1, status=429, retry_after=2)
@@ -875,6 +917,9 @@ async def test_settings_and_reset(mock_client: httpx.AsyncClient) -> None:
     ("name", "body"),
     [
         ("fail_token", {"count": 1, "status": 404}),
+        ("fail_token", {"status": 401, "error": "invalid_grant"}),
+        ("fail_token", {"status": 503, "error": "invalid_client"}),
+        ("fail_graphql", {"status": 401, "error": "invalid_client"}),
         ("settings", {"code_ttl": "soon"}),
         ("tamper_next_id_token", {"kind": "bogus"}),
         ("credentials", {}),
