@@ -22,7 +22,7 @@ GRAPHQL_FAILURES = (429, 500, 502, 503, 401, 402, 403, 423)
 DISCOVERY_FAILURES = (404, 500, 502, 503)
 DISCOVERY_FIELDS = (*OIDC_FIELDS, *API_FIELDS)
 TAMPER_KINDS = ("bad_signature", "wrong_iss", "wrong_aud", "wrong_nonce", "expired", "unknown_kid")
-SETTINGS = ("access_token_ttl", "code_ttl", "id_token_ttl")
+SETTINGS = ("access_token_ttl", "code_ttl", "id_token_ttl", "customer_requests_per_minute")
 
 
 class BadKnob(Exception):

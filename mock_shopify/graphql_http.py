@@ -129,6 +129,10 @@ class GraphQLEndpoint:
         token = store.live_access_token(raw) if raw else None
         if token is None:
             return JSONResponse(unauthorized, status_code=401)
+        limit = store.knobs.customer_requests_per_minute
+        if retry_after := store.request_windows.count(token.email, now=store.clock(), limit=limit):
+            headers = {"Retry-After": str(retry_after)}
+            return JSONResponse(_error_body("Throttled", "THROTTLED"), status_code=429, headers=headers)
         try:
             payload = json.loads(await request.body())
         except ValueError:

@@ -6,6 +6,7 @@ import asyncio
 import hmac
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +14,7 @@ from mock_shopify.config import MockConfig
 from mock_shopify.customers import Customer, seed_customer
 from mock_shopify.fidelity import Fidelity
 from mock_shopify.keys import KeyRing
+from mock_shopify.request_limit import RequestWindows
 
 
 @dataclass
@@ -93,6 +95,7 @@ class Knobs:
     access_token_ttl: int
     code_ttl: int
     id_token_ttl: int
+    customer_requests_per_minute: int = 3000
     fail_token: Failure | None = None
     fail_graphql: Failure | None = None
     delay_token: Delay | None = None
@@ -159,6 +162,9 @@ class Store:
         self.refresh_tokens: dict[str, RefreshToken] = {}
         # Per-customer cost buckets: email -> (points available, when last topped up).
         self.buckets: dict[str, tuple[float, float]] = {}
+        self.request_windows = RequestWindows()
+        # The wall clock of the per-minute request windows; a test may swap in its own to be exact.
+        self.clock: Callable[[], float] = time.time
         self.knobs = Knobs(config.access_token_ttl, config.code_ttl, config.id_token_ttl)
         self.stats = Stats()
         self.reset()
@@ -172,6 +178,7 @@ class Store:
         self.access_tokens.clear()
         self.refresh_tokens.clear()
         self.buckets.clear()
+        self.request_windows.clear()
         if self.knobs.hold_discovery is not None:
             self.knobs.hold_discovery.set()
         self.knobs = Knobs(self.config.access_token_ttl, self.config.code_ttl, self.config.id_token_ttl)

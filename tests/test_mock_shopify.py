@@ -15,12 +15,13 @@ import pytest
 from joserfc import jwt
 from joserfc.errors import BadSignatureError, InvalidKeyIdError
 from joserfc.jwk import KeySet, RSAKey
+from starlette.applications import Starlette
 
 from devkit.redis_server import free_port
 from mock_shopify import MockConfig, create_app
 from mock_shopify.__main__ import parse_args
 from mock_shopify.keys import KeyRing
-from tests.helpers import Process, Shop, python, redirect_query
+from tests.helpers import Clock, Process, Shop, python, redirect_query
 
 BASE = "https://account.shop.example"
 SHOP_ID = "9876543210"
@@ -53,8 +54,13 @@ def mock_signing_key() -> RSAKey:
 
 
 @pytest.fixture
-async def mock_client(mock_config: MockConfig, mock_signing_key: RSAKey) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=create_app(mock_config, signing_key=mock_signing_key))
+def mock_app(mock_config: MockConfig, mock_signing_key: RSAKey) -> Starlette:
+    return create_app(mock_config, signing_key=mock_signing_key)
+
+
+@pytest.fixture
+async def mock_client(mock_app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=mock_app)
     async with httpx.AsyncClient(transport=transport, base_url=BASE) as client:
         yield client
 
@@ -667,6 +673,36 @@ async def test_graphql_http_errors(mock_client: httpx.AsyncClient) -> None:
         "/customer/api/unstable/graphql", json={"query": "{ shop { id } }"}, headers=headers
     )
     assert unstable.status_code == 200
+
+
+async def test_per_customer_request_limit_is_shared_by_the_customers_sessions(
+    mock_app: Starlette, mock_client: httpx.AsyncClient
+) -> None:
+    mock_app.state.store.clock = clock = Clock()
+    clock.advance(15.5)
+    await Shop(mock_client).knob("settings", customer_requests_per_minute=2)
+    first, second = (await tokens(mock_client))["access_token"], (await tokens(mock_client))["access_token"]
+    statuses = [(await gql(mock_client, token, "{ shop { id } }")).status_code for token in (first, second)]
+    throttled = await gql(mock_client, first, "{ shop { id } }")
+    assert statuses == [200, 200]
+    assert (throttled.status_code, throttled.headers["retry-after"]) == (429, "45")
+    assert throttled.json() == {"errors": [{"message": "Throttled", "extensions": {"code": "THROTTLED"}}]}
+
+
+@pytest.mark.parametrize("then", ["another_customer", "next_minute"])
+async def test_per_customer_request_limit_counts_per_customer_and_minute(
+    mock_app: Starlette, mock_client: httpx.AsyncClient, then: str
+) -> None:
+    mock_app.state.store.clock = clock = Clock()
+    await Shop(mock_client).knob("settings", customer_requests_per_minute=1)
+    token = (await tokens(mock_client))["access_token"]
+    statuses = [(await gql(mock_client, token, "{ shop { id } }")).status_code for _ in range(2)]
+    if then == "another_customer":
+        token = (await tokens(mock_client, "grace.hopper@example.com"))["access_token"]
+    else:
+        clock.advance(60)
+    statuses.append((await gql(mock_client, token, "{ shop { id } }")).status_code)
+    assert statuses == [200, 429, 200]
 
 
 async def test_customer_and_orders_query(mock_client: httpx.AsyncClient) -> None:
