@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from typing import Any
@@ -13,7 +14,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from mock_shopify.discovery import API_FIELDS, OIDC_FIELDS
-from mock_shopify.state import Credential, Delay, Drip, Failure, Store
+from mock_shopify.state import Credential, Delay, Drip, Failure, Redirect, Store
 
 TOKEN_FAILURES = (500, 502, 503, 429, 401)
 # "empty" is the transient failure; the others mean misconfiguration (invalid_token: a public client's Origin).
@@ -22,6 +23,8 @@ GRAPHQL_FAILURES = (429, 500, 502, 503, 401, 402, 403, 423)
 DISCOVERY_FAILURES = (404, 500, 502, 503)
 DISCOVERY_FIELDS = (*OIDC_FIELDS, *API_FIELDS)
 TAMPER_KINDS = ("bad_signature", "wrong_iss", "wrong_aud", "wrong_nonce", "expired", "unknown_kid")
+REDIRECT_STATUSES = (301, 302, 307, 308)
+_URL_BASE = re.compile(r"https?://[^/?#\s]+(/[^?#\s]*)?")
 SETTINGS = ("access_token_ttl", "code_ttl", "id_token_ttl", "customer_requests_per_minute")
 
 
@@ -92,6 +95,7 @@ class AdminEndpoints:
             "fail_discovery": lambda b: self._set("fail_discovery", _failure(b, DISCOVERY_FAILURES)),
             "hold_discovery": self.hold_discovery,
             "discovery_fields": self.discovery_fields,
+            "discovery_redirect": self.discovery_redirect,
             "delay_token": lambda b: self._set("delay_token", _delay(b)),
             "delay_graphql": lambda b: self._set("delay_graphql", _delay(b)),
             "drip_token": lambda b: self._set("drip_token", _drip(b)),
@@ -201,6 +205,19 @@ class AdminEndpoints:
         knobs = self.store.knobs
         knobs.fidelity = knobs.fidelity.updated(body)
         return {"fidelity": asdict(knobs.fidelity)}
+
+    def discovery_redirect(self, body: dict[str, Any]) -> dict[str, Any]:
+        """`{"to": "http://127.0.0.1:9000/_moved", "status": 301}`: both documents redirect; `{"to": null}` stops."""
+        if "to" not in body or set(body) - {"to", "status"}:
+            raise BadKnob('send "to" (a URL base, or null) and optionally "status"')
+        to, status = body["to"], body.get("status", 301)
+        if to is not None and not (isinstance(to, str) and _URL_BASE.fullmatch(to)):
+            raise BadKnob("to must be an http(s) URL base with no query or fragment, or null")
+        if status not in REDIRECT_STATUSES:
+            raise BadKnob(f"status must be one of {list(REDIRECT_STATUSES)}")
+        redirect = None if to is None else Redirect(to=to.rstrip("/"), status=status)
+        self.store.knobs.discovery_redirect = redirect
+        return {"discovery_redirect": None if redirect is None else asdict(redirect)}
 
     def credentials(self, body: dict[str, Any]) -> dict[str, Any]:
         """`{"add": {"client_id", "client_secret"}}` and/or `{"revoke_secret": "<secret>"}`."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from mock_shopify.authorize import SCOPES_SUPPORTED
@@ -19,18 +19,26 @@ CLAIMS = ("iss", "sub", "aud", "exp", "iat", "nonce", "sid", "email", "email_ver
 # when a test sets it (real shops advertise it; advertising an endpoint that 404s would mislead the BFF).
 OIDC_FIELDS = ("issuer", "authorization_endpoint", "token_endpoint", "end_session_endpoint", "jwks_uri")
 API_FIELDS = ("graphql_api", "mcp_api")
+# The documents are always served here too, never redirected: a `discovery_redirect` target on the same server.
+MOVED = "/_moved"
 
 
 class DiscoveryEndpoints:
-    """`/.well-known/openid-configuration`, `/.well-known/customer-account-api` and the JWKS."""
+    """`/.well-known/openid-configuration`, `/.well-known/customer-account-api` (also under `/_moved`), the JWKS."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
 
     def routes(self) -> list[Route]:
         return [
-            Route("/.well-known/openid-configuration", self.openid_configuration, methods=["GET"]),
-            Route("/.well-known/customer-account-api", self.customer_account_api, methods=["GET"]),
+            *(
+                Route(f"{prefix}/.well-known/openid-configuration", self.openid_configuration, methods=["GET"])
+                for prefix in ("", MOVED)
+            ),
+            *(
+                Route(f"{prefix}/.well-known/customer-account-api", self.customer_account_api, methods=["GET"])
+                for prefix in ("", MOVED)
+            ),
             *(
                 Route(f"{path}/.well-known/jwks.json", self.jwks, methods=["GET"])
                 for path in self.store.config.auth_paths.values()
@@ -43,11 +51,16 @@ class DiscoveryEndpoints:
 
     async def _document(
         self, request: Request, what: str, document: dict[str, Any], fields: tuple[str, ...]
-    ) -> JSONResponse:
-        """One discovery document, after the knobs: counted, held, failed or with fields overridden."""
+    ) -> Response:
+        """One discovery document, after the knobs: counted, redirected, held, failed or with fields overridden."""
         self._seen(request, what)
         knobs = self.store.knobs
         self.store.stats.discovery_requests += 1
+        if knobs.discovery_redirect is not None and not request.url.path.startswith(f"{MOVED}/"):
+            # A shop whose documents moved (apex -> www, or a new domain): the BFF decides whether to follow.
+            self.store.stats.discovery_redirects += 1
+            redirect = knobs.discovery_redirect
+            return RedirectResponse(f"{redirect.to}/.well-known/{what}", status_code=redirect.status)
         if knobs.hold_discovery is not None:
             await knobs.hold_discovery.wait()
         if failure := take_failure(knobs.fail_discovery):
@@ -55,7 +68,7 @@ class DiscoveryEndpoints:
         overrides = {k: v for k, v in knobs.discovery_fields.items() if k in fields}
         return JSONResponse({**document, **overrides})
 
-    async def openid_configuration(self, request: Request) -> JSONResponse:
+    async def openid_configuration(self, request: Request) -> Response:
         config = self.store.config
         auth = config.base_url + config.auth_paths[self.store.knobs.fidelity.auth_layout]
         return await self._document(
@@ -87,7 +100,7 @@ class DiscoveryEndpoints:
             OIDC_FIELDS,
         )
 
-    async def customer_account_api(self, request: Request) -> JSONResponse:
+    async def customer_account_api(self, request: Request) -> Response:
         config = self.store.config
         return await self._document(
             request,

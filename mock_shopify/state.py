@@ -91,6 +91,14 @@ class Drip:
 
 
 @dataclass
+class Redirect:
+    """Both well-known documents answer `status` with `Location: {to}/.well-known/<name>`."""
+
+    to: str
+    status: int
+
+
+@dataclass
 class Knobs:
     access_token_ttl: int
     code_ttl: int
@@ -108,6 +116,7 @@ class Knobs:
     hold_discovery: asyncio.Event | None = None
     # Overrides for fields of the discovery documents (a tampered or custom-domain shop).
     discovery_fields: dict[str, str] = field(default_factory=dict)
+    discovery_redirect: Redirect | None = None
     fidelity: Fidelity = field(default_factory=Fidelity)
 
 
@@ -118,7 +127,8 @@ class Stats:
     token_failures_injected: int = 0
     graphql_requests: int = 0
     logouts: int = 0
-    discovery_requests: int = 0  # both documents count, held or failed ones included
+    discovery_requests: int = 0  # both documents count, held, failed or redirected ones included
+    discovery_redirects: int = 0
     last_token_request: dict[str, Any] | None = None
     last_graphql_request: dict[str, Any] | None = None
     user_agents: dict[str, str] = field(default_factory=dict)  # the last User-Agent per discovery document

@@ -236,6 +236,31 @@ async def test_fidelity_knob_echoes_and_resets(mock_client: httpx.AsyncClient) -
     assert (await shop.stats())["fidelity"] == defaults
 
 
+@pytest.mark.parametrize(
+    ("name", "status"), [("openid-configuration", 301), ("customer-account-api", 308), ("openid-configuration", 302)]
+)
+async def test_discovery_redirect_points_at_the_same_document_elsewhere(
+    mock_client: httpx.AsyncClient, name: str, status: int
+) -> None:
+    direct = (await mock_client.get(f"/.well-known/{name}")).json()
+    await Shop(mock_client).knob("discovery_redirect", to=f"{BASE}/_moved", status=status)
+    response = await mock_client.get(f"/.well-known/{name}")
+    assert (response.status_code, response.headers["location"]) == (status, f"{BASE}/_moved/.well-known/{name}")
+    assert (await mock_client.get(response.headers["location"])).json() == direct
+
+
+@pytest.mark.parametrize("off", ["to-null", "reset"])
+async def test_discovery_redirect_turns_off(mock_client: httpx.AsyncClient, off: str) -> None:
+    shop = Shop(mock_client)
+    await shop.knob("discovery_redirect", to="http://localhost:9/_moved", status=307)
+    await (shop.knob("reset") if off == "reset" else shop.knob("discovery_redirect", to=None))
+    statuses = [
+        (await mock_client.get(f"/.well-known/{n}")).status_code
+        for n in ("openid-configuration", "customer-account-api")
+    ]
+    assert statuses == [200, 200]
+
+
 async def test_unknown_route_is_json_404(mock_client: httpx.AsyncClient) -> None:
     response = await mock_client.get("/nope")
     assert (response.status_code, response.json()) == (404, {"errors": "Not Found"})
@@ -963,6 +988,10 @@ async def test_settings_and_reset(mock_client: httpx.AsyncClient) -> None:
         ("fidelity", {"reject_bearer": "no"}),
         ("fidelity", {"unauthorized_body": 401}),
         ("fidelity", {"shape": "account"}),
+        ("discovery_redirect", {}),
+        ("discovery_redirect", {"to": "ftp://files.example"}),
+        ("discovery_redirect", {"to": f"{BASE}?x=1"}),
+        ("discovery_redirect", {"to": BASE, "status": 303}),
     ],
 )
 async def test_bad_knob_bodies_are_400(mock_client: httpx.AsyncClient, name: str, body: dict[str, Any]) -> None:
