@@ -176,14 +176,15 @@ class AuthorizeEndpoints:
         audiences = audiences if isinstance(audiences, list) else [audiences]
         if not self.store.app_client_ids().intersection(a for a in audiences if isinstance(a, str)):
             return error_page('"id_token_hint" is invalid')
-        target = params.get("post_logout_redirect_uri") or config.logout_uris[0]
+        # Shopify silently sends an unregistered post_logout_redirect_uri to the default (first) Logout URI
+        # (hydrogen #2684): never an open redirect, and never an error page either.
+        target = params.get("post_logout_redirect_uri", "")
         if target not in config.logout_uris:
-            return error_page('"post_logout_redirect_uri" mismatch')
+            target = config.logout_uris[0]
         self.store.sessions.pop(request.cookies.get(LOGIN_COOKIE, ""), None)
         self.store.sessions.pop(str(claims.get("sid", "")), None)
         self.store.stats.logouts += 1
-        if state := params.get("state"):
-            target = with_query(target, {"state": state})
+        # A logout `state` is not echoed: it is undocumented, and Hydrogen does not send one.
         response = _redirect(target)
         secure = config.base_url.startswith("https://")
         response.delete_cookie(LOGIN_COOKIE, path="/", secure=secure, httponly=True, samesite="lax")
