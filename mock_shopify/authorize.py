@@ -24,6 +24,8 @@ AUTHORIZE_PARAMS = (
 )  # fmt: skip
 _CHALLENGE = re.compile(r"[A-Za-z0-9_-]{43}")
 _EMAIL = re.compile(r"[^@\s<>\"]+@[^@\s<>\"]+\.[^@\s<>\"]+")
+# `acr_values=provider:google` asks Shopify's login page for a social-login flow (Hydrogen #3358).
+_PROVIDER = re.compile(r"provider:([A-Za-z0-9_-]+)")
 
 
 def with_query(url: str, params: Mapping[str, str]) -> str:
@@ -76,6 +78,18 @@ def _validate(store: Store, raw: Mapping[str, str]) -> AuthorizeRequest | Respon
     return req
 
 
+def _provider(acr_values: str | None) -> str | None:
+    """The provider named in `acr_values` (space-separated, as in OIDC), if any.
+
+    Other values are ignored, not refused: what Shopify does with them is unconfirmed, and refusing would make the
+    stand-in stricter than anything known.
+    """
+    for value in (acr_values or "").split():
+        if match := _PROVIDER.fullmatch(value):
+            return match.group(1)
+    return None
+
+
 def _issue_code(store: Store, req: AuthorizeRequest, *, email: str, sid: str) -> RedirectResponse:
     code = store.issue_code(
         client_id=req.params["client_id"],
@@ -126,10 +140,12 @@ class AuthorizeEndpoints:
             error=error,
             locale=req.get("locale") or "en",
             region_country=req.get("region_country"),
+            provider=_provider(req.get("acr_values")),
             status=400 if error else 200,
         )
 
     async def authorize(self, request: Request) -> Response:
+        self.store.stats.last_authorize_params = dict(request.query_params)
         req = _validate(self.store, request.query_params)
         if isinstance(req, Response):
             return req

@@ -129,6 +129,8 @@ class Stats:
     logouts: int = 0
     discovery_requests: int = 0  # both documents count, held, failed or redirected ones included
     discovery_redirects: int = 0
+    # The query of the last GET /oauth/authorize, as sent (acr_values, login_hint_mode, locale, code_challenge...).
+    last_authorize_params: dict[str, str] | None = None
     last_token_request: dict[str, Any] | None = None
     last_graphql_request: dict[str, Any] | None = None
     user_agents: dict[str, str] = field(default_factory=dict)  # the last User-Agent per discovery document

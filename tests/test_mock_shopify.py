@@ -345,6 +345,18 @@ async def test_login_hint_mode_submit_skips_the_form(mock_client: httpx.AsyncCli
     assert "code" in redirect_query(await mock_client.get(f"{AUTH}/oauth/authorize", params=params))
 
 
+async def test_login_page_shows_the_provider_acr_values_asked_for(mock_client: httpx.AsyncClient) -> None:
+    params = authorize_params(acr_values="provider:google")
+    page = await mock_client.get(f"{AUTH}/oauth/authorize", params=params)
+    assert 'provider <span id="provider">google</span>' in page.text
+
+
+async def test_stats_record_the_last_authorize_params(mock_client: httpx.AsyncClient) -> None:
+    params = authorize_params(pkce()[1], acr_values="provider:google", locale="zh-CN", login_hint_mode="submit")
+    await mock_client.get(f"{AUTH}/oauth/authorize", params=params)
+    assert (await Shop(mock_client).stats())["last_authorize_params"] == params
+
+
 def test_cli_reads_env_and_flags(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MOCK_SHOPIFY_CLIENT_ID", "env-client")
     monkeypatch.setenv("MOCK_SHOPIFY_LOGOUT_URI", "http://a.example/ http://b.example/")
