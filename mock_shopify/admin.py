@@ -14,7 +14,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from mock_shopify.discovery import API_FIELDS, OIDC_FIELDS
-from mock_shopify.state import Credential, Delay, Drip, Failure, Redirect, Store
+from mock_shopify.knobs import Delay, Drip, Failure, Redirect
+from mock_shopify.state import Credential, Store
 
 TOKEN_FAILURES = (500, 502, 503, 429, 401)
 # "empty" is the transient failure; the others mean misconfiguration (invalid_token: a public client's Origin).

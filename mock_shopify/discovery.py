@@ -9,7 +9,8 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from mock_shopify.authorize import SCOPES_SUPPORTED
-from mock_shopify.state import Store, take_failure
+from mock_shopify.knobs import take_failure
+from mock_shopify.state import Store
 
 UI_LOCALES = (
     "bg cs da de el en es fi fr hi hr hu id it ja ko lt ms nb nl pl pt-BR pt-PT ro ru sk sl sv th tr vi zh-CN zh-TW"

@@ -29,7 +29,8 @@ from starlette.routing import Route
 from mock_shopify.cost import query_cost
 from mock_shopify.drip import drip
 from mock_shopify.graphql_api import Context, build_schema, default_resolver
-from mock_shopify.state import Failure, Store, take_delay, take_drip, take_failure
+from mock_shopify.knobs import Failure, take_delay, take_drip, take_failure
+from mock_shopify.state import Store
 
 _VERSION = re.compile(r"\d{4}-\d{2}|unstable")
 MAX_QUERY_COST = 1000

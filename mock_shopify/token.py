@@ -1,4 +1,4 @@
-"""`POST /oauth/token`: client authentication, the code and refresh grants, ID tokens, injected failures."""
+"""`POST /oauth/token`: client authentication, the code and refresh grants, ID tokens."""
 
 from __future__ import annotations
 
@@ -20,27 +20,11 @@ from starlette.routing import Route
 from mock_shopify.customers import customer_number
 from mock_shopify.drip import drip
 from mock_shopify.forms import FormError, read_form
-from mock_shopify.state import AuthCode, Credential, Failure, Store, take_delay, take_drip, take_failure
+from mock_shopify.knobs import take_delay, take_drip, take_failure
+from mock_shopify.oauth_errors import NO_STORE, OAuthError, injected_failure
+from mock_shopify.state import AuthCode, Credential, Store
 
-_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 _VERIFIER = re.compile(r"[A-Za-z0-9\-._~]{43,128}")
-_HTML_ERRORS = {500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable"}
-
-
-class OAuthError(Exception):
-    """An RFC 6749 error answer: `{"error": ..., "error_description": ...}`."""
-
-    def __init__(self, status: int, error: str, description: str, *, basic: bool = False) -> None:
-        super().__init__(description)
-        self.status, self.error, self.description, self.basic = status, error, description, basic
-
-    def response(self) -> Response:
-        headers = dict(_NO_STORE)
-        if self.status == 401 and self.basic:
-            # RFC 6749 §5.2: a failed Basic authentication names the scheme to use.
-            headers["WWW-Authenticate"] = 'Basic realm="Shopify"'
-        body = {"error": self.error, "error_description": self.description}
-        return JSONResponse(body, status_code=self.status, headers=headers)
 
 
 def s256(verifier: str) -> str:
@@ -71,39 +55,6 @@ def _credentials(request: Request, form: dict[str, str]) -> tuple[str | None, st
     if form.get("client_id", client_id) != client_id:
         raise OAuthError(401, "invalid_client", "client_id does not match the credentials.", basic=True)
     return "client_secret_basic", client_id, secret
-
-
-def _injected(failure: Failure) -> Response:
-    headers = {"Retry-After": str(failure.retry_after)} if failure.retry_after is not None else {}
-    if failure.status == 429:
-        headers.setdefault("Retry-After", "1")
-        body = {"error": "too_many_requests", "error_description": "Too many requests. Try again later."}
-        return JSONResponse(body, status_code=429, headers=headers)
-    if failure.status == 401:
-        return _unauthorized(failure.error or "empty", headers)
-    text = _HTML_ERRORS.get(failure.status, "Internal Server Error")
-    html = f"<!doctype html><html><head><title>{text}</title></head><body><h1>{text}</h1></body></html>"
-    return HTMLResponse(html, status_code=failure.status, headers=headers)
-
-
-def _unauthorized(kind: str, headers: dict[str, str]) -> Response:
-    """The token endpoint's 401s, as Hydrogen #3916 and the docs classify them (descriptions are unconfirmed)."""
-    if kind == "invalid_token":
-        # What Shopify sends a public client whose Origin is missing or unlisted: only the header says why.
-        # Unconfirmed: the body; an empty one is the least a client can rely on.
-        challenge = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
-        return Response(b"", status_code=401, headers={**_NO_STORE, **headers, **challenge})
-    if kind == "invalid_client":
-        error = OAuthError(401, "invalid_client", "Client authentication failed.", basic=True)
-    elif kind == "unauthorized_client":
-        description = "The authenticated client is not authorized to use this authorization grant type."
-        error = OAuthError(401, "unauthorized_client", description)
-    else:
-        # Shopify's transient upstream failure: an empty error code, not invalid_client or invalid_grant.
-        error = OAuthError(401, "", "Access token request error.")
-    response = error.response()
-    response.headers.update(headers)
-    return response
 
 
 class TokenEndpoint:
@@ -147,7 +98,7 @@ class TokenEndpoint:
             return HTMLResponse("You do not have permission to access this website", status_code=403)
         if failure := take_failure(store.knobs.fail_token):
             store.stats.token_failures_injected += 1
-            return _injected(failure)
+            return injected_failure(failure)
         try:
             if form_error is not None:
                 raise OAuthError(400, "invalid_request", str(form_error))
@@ -172,7 +123,7 @@ class TokenEndpoint:
         except OAuthError as exc:
             return exc.response()
         store.stats.grants[str(grant_type)] += 1
-        return JSONResponse(body, headers=_NO_STORE)
+        return JSONResponse(body, headers=NO_STORE)
 
     def _code_grant(self, credential: Credential, form: dict[str, str]) -> dict[str, Any]:
         store, client_id = self.store, credential.client_id
