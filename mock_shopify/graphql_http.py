@@ -1,4 +1,5 @@
-"""`POST /customer/api/{version}/graphql`: raw-token auth, Shopify's HTTP error shapes, cost and throttling.
+"""`POST /customer/api/{version}/graphql` (and its `/account` forms): raw-token auth, Shopify's HTTP error shapes,
+cost, and the per-customer request limit.
 
 A missing, unknown, revoked or expired token gets HTTP 401 with `{"errors": "Not a valid access token"}`, the
 body reported for real shops; so does a `Bearer`-prefixed one. Both are unconfirmed, hence the fidelity switches
