@@ -51,7 +51,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, M
     )
     parser.add_argument("--redirect-uri", action="append", metavar="URL")
     parser.add_argument("--logout-uri", action="append", metavar="URL")
-    parser.add_argument("--api-version", default=_env("API_VERSION", "2026-04"))
+    parser.add_argument("--api-version", default=_env("API_VERSION", "2026-10"))
     parser.add_argument("--access-token-ttl", type=int, default=int(_env("ACCESS_TOKEN_TTL", "3600")))
     parser.add_argument("--code-ttl", type=int, default=int(_env("CODE_TTL", "60")))
     parser.add_argument("--id-token-ttl", type=int, default=int(_env("ID_TOKEN_TTL", "3600")))

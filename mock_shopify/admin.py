@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from typing import Any
@@ -12,22 +13,20 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from mock_shopify.state import Credential, Delay, Drip, Failure, Store
+from mock_shopify.discovery import API_FIELDS, OIDC_FIELDS
+from mock_shopify.knobs import Delay, Drip, Failure, Redirect
+from mock_shopify.state import Credential, Store
 
 TOKEN_FAILURES = (500, 502, 503, 429, 401)
-GRAPHQL_FAILURES = (429, 500, 502, 503, 401)
+# "empty" is the transient failure; the others mean misconfiguration (invalid_token: a public client's Origin).
+TOKEN_401_KINDS = ("empty", "invalid_client", "unauthorized_client", "invalid_token")
+GRAPHQL_FAILURES = (429, 500, 502, 503, 401, 402, 403, 423)
 DISCOVERY_FAILURES = (404, 500, 502, 503)
-DISCOVERY_FIELDS = (
-    "issuer",
-    "authorization_endpoint",
-    "token_endpoint",
-    "end_session_endpoint",
-    "jwks_uri",
-    "graphql_api",
-    "mcp_api",
-)
+DISCOVERY_FIELDS = (*OIDC_FIELDS, *API_FIELDS)
 TAMPER_KINDS = ("bad_signature", "wrong_iss", "wrong_aud", "wrong_nonce", "expired", "unknown_kid")
-SETTINGS = ("access_token_ttl", "code_ttl", "id_token_ttl")
+REDIRECT_STATUSES = (301, 302, 307, 308)
+_URL_BASE = re.compile(r"https?://[^/?#\s]+(/[^?#\s]*)?")
+SETTINGS = ("access_token_ttl", "code_ttl", "id_token_ttl", "customer_requests_per_minute")
 
 
 class BadKnob(Exception):
@@ -45,10 +44,24 @@ def _failure(body: dict[str, Any], allowed: tuple[int, ...]) -> Failure:
     status = _int(body, "status")
     if status not in allowed:
         raise BadKnob(f"status must be one of {list(allowed)}")
+    if "error" in body:
+        raise BadKnob("error applies to fail_token only")
     retry_after = body.get("retry_after")
     if retry_after is not None:
         retry_after = _int(body, "retry_after")
     return Failure(count=_int(body, "count", default=1), status=status, retry_after=retry_after)
+
+
+def _token_failure(body: dict[str, Any]) -> Failure:
+    """`_failure` plus, for status 401, which one: `"error": "empty"` (the default) or a misconfiguration."""
+    failure = _failure({k: v for k, v in body.items() if k != "error"}, TOKEN_FAILURES)
+    if failure.status == 401:
+        failure.error = body.get("error", "empty")
+        if failure.error not in TOKEN_401_KINDS:
+            raise BadKnob(f"error must be one of {list(TOKEN_401_KINDS)}")
+    elif "error" in body:
+        raise BadKnob("error applies to status 401 only")
+    return failure
 
 
 def _delay(body: dict[str, Any]) -> Delay:
@@ -78,11 +91,12 @@ class AdminEndpoints:
         knobs: dict[str, Handler] = {
             "reset": self.reset,
             "settings": self.settings,
-            "fail_token": lambda b: self._set("fail_token", _failure(b, TOKEN_FAILURES)),
+            "fail_token": lambda b: self._set("fail_token", _token_failure(b)),
             "fail_graphql": lambda b: self._set("fail_graphql", _failure(b, GRAPHQL_FAILURES)),
             "fail_discovery": lambda b: self._set("fail_discovery", _failure(b, DISCOVERY_FAILURES)),
             "hold_discovery": self.hold_discovery,
             "discovery_fields": self.discovery_fields,
+            "discovery_redirect": self.discovery_redirect,
             "delay_token": lambda b: self._set("delay_token", _delay(b)),
             "delay_graphql": lambda b: self._set("delay_graphql", _delay(b)),
             "drip_token": lambda b: self._set("drip_token", _drip(b)),
@@ -92,6 +106,7 @@ class AdminEndpoints:
             "rotate_signing_key": self.rotate_signing_key,
             "tamper_next_id_token": self.tamper_next_id_token,
             "credentials": self.credentials,
+            "fidelity": self.fidelity,
         }
         routes = [Route(f"/_mock/{name}", self._wrap(fn), methods=["POST"]) for name, fn in knobs.items()]
         return [
@@ -119,7 +134,8 @@ class AdminEndpoints:
         return {name: asdict(value)}
 
     async def stats(self, request: Request) -> Response:
-        return JSONResponse(asdict(self.store.stats))
+        # The fidelity switches ride along, so a failing test's stats say which shop it was talking to.
+        return JSONResponse({**asdict(self.store.stats), "fidelity": asdict(self.store.knobs.fidelity)})
 
     async def customer(self, request: Request) -> Response:
         email = request.path_params["email"].lower()
@@ -184,6 +200,25 @@ class AdminEndpoints:
             raise BadKnob("discovery field values must be strings")
         self.store.knobs.discovery_fields.update(body)
         return {"discovery_fields": self.store.knobs.discovery_fields}
+
+    def fidelity(self, body: dict[str, Any]) -> dict[str, Any]:
+        """`{"auth_layout": "custom_domain", ...}`: see mock_shopify/fidelity.py; the answer is every current value."""
+        knobs = self.store.knobs
+        knobs.fidelity = knobs.fidelity.updated(body)
+        return {"fidelity": asdict(knobs.fidelity)}
+
+    def discovery_redirect(self, body: dict[str, Any]) -> dict[str, Any]:
+        """`{"to": "http://127.0.0.1:9000/_moved", "status": 301}`: both documents redirect; `{"to": null}` stops."""
+        if "to" not in body or set(body) - {"to", "status"}:
+            raise BadKnob('send "to" (a URL base, or null) and optionally "status"')
+        to, status = body["to"], body.get("status", 301)
+        if to is not None and not (isinstance(to, str) and _URL_BASE.fullmatch(to)):
+            raise BadKnob("to must be an http(s) URL base with no query or fragment, or null")
+        if status not in REDIRECT_STATUSES:
+            raise BadKnob(f"status must be one of {list(REDIRECT_STATUSES)}")
+        redirect = None if to is None else Redirect(to=to.rstrip("/"), status=status)
+        self.store.knobs.discovery_redirect = redirect
+        return {"discovery_redirect": None if redirect is None else asdict(redirect)}
 
     def credentials(self, body: dict[str, Any]) -> dict[str, Any]:
         """`{"add": {"client_id", "client_secret"}}` and/or `{"revoke_secret": "<secret>"}`."""

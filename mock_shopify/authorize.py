@@ -24,6 +24,8 @@ AUTHORIZE_PARAMS = (
 )  # fmt: skip
 _CHALLENGE = re.compile(r"[A-Za-z0-9_-]{43}")
 _EMAIL = re.compile(r"[^@\s<>\"]+@[^@\s<>\"]+\.[^@\s<>\"]+")
+# `acr_values=provider:google` asks Shopify's login page for a social-login flow (Hydrogen #3358).
+_PROVIDER = re.compile(r"provider:([A-Za-z0-9_-]+)")
 
 
 def with_query(url: str, params: Mapping[str, str]) -> str:
@@ -76,6 +78,18 @@ def _validate(store: Store, raw: Mapping[str, str]) -> AuthorizeRequest | Respon
     return req
 
 
+def _provider(acr_values: str | None) -> str | None:
+    """The provider named in `acr_values` (space-separated, as in OIDC), if any.
+
+    Other values are ignored, not refused: what Shopify does with them is unconfirmed, and refusing would make the
+    stand-in stricter than anything known.
+    """
+    for value in (acr_values or "").split():
+        if match := _PROVIDER.fullmatch(value):
+            return match.group(1)
+    return None
+
+
 def _issue_code(store: Store, req: AuthorizeRequest, *, email: str, sid: str) -> RedirectResponse:
     code = store.issue_code(
         client_id=req.params["client_id"],
@@ -108,25 +122,30 @@ class AuthorizeEndpoints:
         self.store = store
 
     def routes(self) -> list[Route]:
-        base = self.store.config.auth_path
-        return [
-            Route(f"{base}/oauth/authorize", self.authorize, methods=["GET"]),
-            Route(f"{base}/oauth/authorize", self.sign_in, methods=["POST"]),
-            Route(f"{base}/logout", self.logout, methods=["GET"]),
-        ]
+        routes: list[Route] = []
+        for base in self.store.config.auth_paths.values():
+            routes += [
+                Route(f"{base}/oauth/authorize", self.authorize, methods=["GET"]),
+                Route(f"{base}/oauth/authorize", self.sign_in, methods=["POST"]),
+                Route(f"{base}/logout", self.logout, methods=["GET"]),
+            ]
+        return routes
 
-    def _page(self, req: AuthorizeRequest, *, email: str = "", error: str | None = None) -> Response:
+    def _page(self, request: Request, req: AuthorizeRequest, *, email: str = "", error: str | None = None) -> Response:
         return login_page(
-            action=f"{self.store.config.auth_path}/oauth/authorize",
+            # The form posts back to the layout it was shown on.
+            action=request.url.path,
             params=req.params,
             email=email,
             error=error,
             locale=req.get("locale") or "en",
             region_country=req.get("region_country"),
+            provider=_provider(req.get("acr_values")),
             status=400 if error else 200,
         )
 
     async def authorize(self, request: Request) -> Response:
+        self.store.stats.last_authorize_params = dict(request.query_params)
         req = _validate(self.store, request.query_params)
         if isinstance(req, Response):
             return req
@@ -139,7 +158,7 @@ class AuthorizeEndpoints:
         if req.get("login_hint_mode") == "submit" and _EMAIL.fullmatch(hint):
             # Hydrogen's auto-submit: sign in as the hinted customer without showing the form.
             return self._sign_in(req, hint)
-        return self._page(req, email=hint)
+        return self._page(request, req, email=hint)
 
     async def sign_in(self, request: Request) -> Response:
         try:
@@ -151,7 +170,7 @@ class AuthorizeEndpoints:
             return req
         email = fields.get("email", "").strip()
         if not _EMAIL.fullmatch(email):
-            return self._page(req, email=email, error="Enter a valid email address.")
+            return self._page(request, req, email=email, error="Enter a valid email address.")
         return self._sign_in(req, email)
 
     def _sign_in(self, req: AuthorizeRequest, email: str) -> Response:
@@ -173,14 +192,15 @@ class AuthorizeEndpoints:
         audiences = audiences if isinstance(audiences, list) else [audiences]
         if not self.store.app_client_ids().intersection(a for a in audiences if isinstance(a, str)):
             return error_page('"id_token_hint" is invalid')
-        target = params.get("post_logout_redirect_uri") or config.logout_uris[0]
+        # Shopify silently sends an unregistered post_logout_redirect_uri to the default (first) Logout URI
+        # (hydrogen #2684): never an open redirect, and never an error page either.
+        target = params.get("post_logout_redirect_uri", "")
         if target not in config.logout_uris:
-            return error_page('"post_logout_redirect_uri" mismatch')
+            target = config.logout_uris[0]
         self.store.sessions.pop(request.cookies.get(LOGIN_COOKIE, ""), None)
         self.store.sessions.pop(str(claims.get("sid", "")), None)
         self.store.stats.logouts += 1
-        if state := params.get("state"):
-            target = with_query(target, {"state": state})
+        # A logout `state` is not echoed: it is undocumented, and Hydrogen does not send one.
         response = _redirect(target)
         secure = config.base_url.startswith("https://")
         response.delete_cookie(LOGIN_COOKIE, path="/", secure=secure, httponly=True, samesite="lax")

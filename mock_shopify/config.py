@@ -28,7 +28,7 @@ class MockConfig:
     credentials: Sequence[tuple[str, str]] = field(default=((DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET),), repr=False)
     redirect_uris: Sequence[str] = (DEFAULT_REDIRECT_URI,)
     logout_uris: Sequence[str] = (DEFAULT_LOGOUT_URI,)
-    api_version: str = "2026-04"
+    api_version: str = "2026-10"
     access_token_ttl: int = 3600
     code_ttl: int = 60
     id_token_ttl: int = 3600
@@ -52,10 +52,24 @@ class MockConfig:
 
     @property
     def auth_base(self) -> str:
-        """The prefix of the authorize, token, logout and JWKS endpoints."""
-        return f"{self.base_url}/authentication/{self.shop_id}"
+        """The prefix of the authorize, token, logout and JWKS endpoints (the usual, shop-id layout)."""
+        return f"{self.base_url}{self.auth_path}"
 
     @property
     def auth_path(self) -> str:
         """`auth_base` without the origin, for routing."""
         return f"/authentication/{self.shop_id}"
+
+    @property
+    def auth_paths(self) -> dict[str, str]:
+        """The auth endpoints' path prefix per layout, all routed; the `auth_layout` knob picks the advertised one.
+
+        A shop with its own customer-account domain serves them on `https://account.<domain>/authentication/...`,
+        with no shop id in the path. The stand-in keeps its one host (`base_url`) and changes only the path.
+        """
+        return {"shop_id": self.auth_path, "custom_domain": "/authentication"}
+
+    def graphql_url(self, shape: str) -> str:
+        """The GraphQL URL discovery advertises for a `graphql_shape` ("customer" or "account")."""
+        prefix = "/account" if shape == "account" else ""
+        return f"{self.base_url}{prefix}/customer/api/{self.api_version}/graphql"

@@ -1,7 +1,9 @@
-"""`POST /customer/api/{version}/graphql`: raw-token auth, Shopify's HTTP error shapes, cost and throttling.
+"""`POST /customer/api/{version}/graphql` (and its `/account` forms): raw-token auth, Shopify's HTTP error shapes,
+cost, and the per-customer request limit.
 
-A missing, `Bearer`-prefixed, unknown, revoked or expired token gets HTTP 401 with
-`{"errors": "Not a valid access token"}`, the body reported for real shops.
+A missing, unknown, revoked or expired token gets HTTP 401 with `{"errors": "Not a valid access token"}`, the
+body reported for real shops; so does a `Bearer`-prefixed one. Both are unconfirmed, hence the fidelity switches
+`unauthorized_body` and `reject_bearer` (mock_shopify/fidelity.py).
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from starlette.routing import Route
 from mock_shopify.cost import query_cost
 from mock_shopify.drip import drip
 from mock_shopify.graphql_api import Context, build_schema, default_resolver
-from mock_shopify.state import Failure, Store, take_delay, take_drip, take_failure
+from mock_shopify.knobs import Failure, take_delay, take_drip, take_failure
+from mock_shopify.state import Store
 
 _VERSION = re.compile(r"\d{4}-\d{2}|unstable")
 MAX_QUERY_COST = 1000
@@ -36,22 +39,29 @@ BUCKET_SIZE = 7500.0
 RESTORE_RATE = 100.0
 # Shopify has no introspection at the query URL; clients must vendor the schema.
 RULES = (*specified_rules, NoSchemaIntrospectionCustomRule)
-NOT_A_VALID_TOKEN = {"errors": "Not a valid access token"}
+_BEARER = "bearer "
+# Shopify's documented HTTP error bodies: `errors` is a string (402: shop frozen, 403: shop forbidden, 423: locked).
+_HTTP_ERRORS = {
+    402: "This shop's plan does not have access to this feature",
+    403: "User does not have access",
+    423: "This shop is unavailable",
+    500: "An unexpected error occurred",
+}
 
 
 def _error_body(message: str, code: str, **extra: Any) -> dict[str, Any]:
     return {"errors": [{"message": message, "extensions": {"code": code, **extra}}]}
 
 
-def _injected(failure: Failure) -> Response:
+def _injected(failure: Failure, *, unauthorized: dict[str, Any]) -> Response:
     headers = {"Retry-After": str(failure.retry_after)} if failure.retry_after is not None else {}
     if failure.status == 429:
         headers.setdefault("Retry-After", "1")
         return JSONResponse(_error_body("Throttled", "THROTTLED"), status_code=429, headers=headers)
     if failure.status == 401:
-        return JSONResponse(NOT_A_VALID_TOKEN, status_code=401, headers=headers)
-    if failure.status == 500:
-        return JSONResponse({"errors": "An unexpected error occurred"}, status_code=500, headers=headers)
+        return JSONResponse(unauthorized, status_code=401, headers=headers)
+    if failure.status in _HTTP_ERRORS:
+        return JSONResponse({"errors": _HTTP_ERRORS[failure.status]}, status_code=failure.status, headers=headers)
     # 502/503 come from the edge, not the API, so they are HTML like a load balancer's.
     text = "Bad Gateway" if failure.status == 502 else "Service Unavailable"
     return HTMLResponse(f"<html><body><h1>{failure.status} {text}</h1></body></html>", failure.status, headers)
@@ -68,6 +78,8 @@ class GraphQLEndpoint:
         shop_id = self.store.config.shop_id
         return [
             Route("/customer/api/{version}/graphql", self.graphql, methods=["POST"]),
+            # What one live shop advertises (the `graphql_shape` knob picks which one discovery shows).
+            Route("/account/customer/api/{version}/graphql", self.graphql, methods=["POST"]),
             # Hydrogen's hard-coded form of the same endpoint.
             Route(f"/{shop_id}/account/customer/api/{{version}}/graphql", self.graphql, methods=["POST"]),
         ]
@@ -101,8 +113,9 @@ class GraphQLEndpoint:
         return response
 
     async def _answer(self, request: Request) -> Response:
-        store = self.store
+        store, fidelity = self.store, self.store.knobs.fidelity
         store.stats.graphql_requests += 1
+        unauthorized = {"errors": fidelity.unauthorized_body}
         authorization = request.headers.get("authorization")
         headers = {k: v for k, v in request.headers.items() if k != "authorization"}
         store.stats.last_graphql_request = {"authorization": authorization, "headers": headers}
@@ -111,10 +124,17 @@ class GraphQLEndpoint:
         if not _VERSION.fullmatch(request.path_params["version"]):
             return JSONResponse({"errors": "Not Found"}, status_code=404)
         if failure := take_failure(store.knobs.fail_graphql):
-            return _injected(failure)
-        token = store.live_access_token(authorization) if authorization else None
+            return _injected(failure, unauthorized=unauthorized)
+        raw = authorization or ""
+        if not fidelity.reject_bearer and raw[: len(_BEARER)].lower() == _BEARER:
+            raw = raw[len(_BEARER) :]
+        token = store.live_access_token(raw) if raw else None
         if token is None:
-            return JSONResponse(NOT_A_VALID_TOKEN, status_code=401)
+            return JSONResponse(unauthorized, status_code=401)
+        limit = store.knobs.customer_requests_per_minute
+        if retry_after := store.request_windows.count(token.email, now=store.clock(), limit=limit):
+            headers = {"Retry-After": str(retry_after)}
+            return JSONResponse(_error_body("Throttled", "THROTTLED"), status_code=429, headers=headers)
         try:
             payload = json.loads(await request.body())
         except ValueError:

@@ -36,7 +36,7 @@ def _text_errors(field: list[str], value: str) -> list[UserError]:
 
 
 def update_customer(customer: Customer, data: dict[str, Any]) -> list[UserError]:
-    """customerUpdate: firstName and lastName only (email and phone are not editable in 2026-04)."""
+    """customerUpdate: firstName and lastName only (email and phone are not editable, as of 2026-04's schema)."""
     if not any(data.get(name) is not None for name in ("firstName", "lastName")):
         return [_error(["input"], "CUSTOMER_INPUT_ARGUMENT_EMPTY", "At least one argument is required.")]
     errors: list[UserError] = []

@@ -40,6 +40,7 @@ def login_page(
     error: str | None = None,
     locale: str = "en",
     region_country: str | None = None,
+    provider: str | None = None,
     status: int = 200,
 ) -> HTMLResponse:
     """The email sign-in form; every authorize parameter rides along in a hidden field."""
@@ -48,13 +49,15 @@ def login_page(
     )
     error_html = f'<p class="error" role="alert">{escape(error)}</p>' if error else ""
     region = f" · region {escape(region_country)}" if region_country else ""
+    # The real page hands over to the provider; the stand-in says which one was asked for and signs in by email.
+    via = f' · provider <span id="provider">{escape(provider)}</span>' if provider else ""
     body = (
         "<h1>Sign in</h1><p>Mock Shopify — enter any email to continue.</p>"
         f'<form method="post" action="{escape(action)}">{hidden}'
         '<label for="email">Email</label>'
         f'<input type="email" id="email" name="email" value="{escape(email)}" autocomplete="email" autofocus>'
         f'{error_html}<button type="submit" id="login-submit">Continue</button></form>'
-        f'<div class="meta">Locale: <span id="locale">{escape(locale)}</span>{region}</div>'
+        f'<div class="meta">Locale: <span id="locale">{escape(locale)}</span>{region}{via}</div>'
     )
     return _page("Sign in", body, lang=locale, status=status)
 

@@ -1,4 +1,7 @@
-"""The GraphQL schema: a realistic subset of the Customer Account API 2026-04."""
+"""The GraphQL schema: a realistic subset of the Customer Account API 2026-10.
+
+Read from the 2026-04 introspection; 2026-10 removed only `Customer.lastIncompleteCheckout`, not in this subset.
+"""
 
 from graphql import GraphQLSchema, build_schema
 

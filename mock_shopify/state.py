@@ -1,17 +1,19 @@
-"""In-memory state: credentials, customers, login sessions, codes, tokens, test knobs and counters."""
+"""In-memory state: credentials, customers, login sessions, codes, tokens, counters, and the knobs' current values."""
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from mock_shopify.config import MockConfig
 from mock_shopify.customers import Customer, seed_customer
 from mock_shopify.keys import KeyRing
+from mock_shopify.knobs import Knobs
+from mock_shopify.request_limit import RequestWindows
 
 
 @dataclass
@@ -57,49 +59,9 @@ class RefreshToken:
     client_id: str
     scope: str
     family: str
+    # The credential that authenticated the grant which issued this token (see refresh_survives_secret_revocation).
+    issued_under: Credential
     live: bool = True
-
-
-@dataclass
-class Failure:
-    """An injected failure: the next `count` requests answer `status`."""
-
-    count: int
-    status: int
-    retry_after: int | None = None
-
-
-@dataclass
-class Delay:
-    count: int
-    seconds: float
-
-
-@dataclass
-class Drip:
-    """The next `count` answers send their body one byte every `interval` seconds."""
-
-    count: int
-    interval: float
-
-
-@dataclass
-class Knobs:
-    access_token_ttl: int
-    code_ttl: int
-    id_token_ttl: int
-    fail_token: Failure | None = None
-    fail_graphql: Failure | None = None
-    delay_token: Delay | None = None
-    delay_graphql: Delay | None = None
-    drip_token: Drip | None = None
-    drip_graphql: Drip | None = None
-    tamper_next_id_token: str | None = None
-    fail_discovery: Failure | None = None
-    # Discovery documents wait while this is set, until the hold is released (or the stand-in reset).
-    hold_discovery: asyncio.Event | None = None
-    # Overrides for fields of the discovery documents (a tampered or custom-domain shop).
-    discovery_fields: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -109,34 +71,13 @@ class Stats:
     token_failures_injected: int = 0
     graphql_requests: int = 0
     logouts: int = 0
-    discovery_requests: int = 0  # both documents count, held or failed ones included
+    discovery_requests: int = 0  # both documents count, held, failed or redirected ones included
+    discovery_redirects: int = 0
+    # The query of the last GET /oauth/authorize, as sent (acr_values, login_hint_mode, locale, code_challenge...).
+    last_authorize_params: dict[str, str] | None = None
     last_token_request: dict[str, Any] | None = None
     last_graphql_request: dict[str, Any] | None = None
     user_agents: dict[str, str] = field(default_factory=dict)  # the last User-Agent per discovery document
-
-
-def take_failure(failure: Failure | None) -> Failure | None:
-    """Consume one injected failure, returning it when it applies to this request."""
-    if failure is None or failure.count <= 0:
-        return None
-    failure.count -= 1
-    return failure
-
-
-def take_delay(delay: Delay | None) -> float:
-    """Consume one injected delay, returning the seconds to sleep."""
-    if delay is None or delay.count <= 0:
-        return 0.0
-    delay.count -= 1
-    return delay.seconds
-
-
-def take_drip(drip: Drip | None) -> float:
-    """Consume one injected drip, returning the seconds between bytes (0: answer at once)."""
-    if drip is None or drip.count <= 0:
-        return 0.0
-    drip.count -= 1
-    return drip.interval
 
 
 class Store:
@@ -153,6 +94,9 @@ class Store:
         self.refresh_tokens: dict[str, RefreshToken] = {}
         # Per-customer cost buckets: email -> (points available, when last topped up).
         self.buckets: dict[str, tuple[float, float]] = {}
+        self.request_windows = RequestWindows()
+        # The wall clock of the per-minute request windows; a test may swap in its own to be exact.
+        self.clock: Callable[[], float] = time.time
         self.knobs = Knobs(config.access_token_ttl, config.code_ttl, config.id_token_ttl)
         self.stats = Stats()
         self.reset()
@@ -166,6 +110,7 @@ class Store:
         self.access_tokens.clear()
         self.refresh_tokens.clear()
         self.buckets.clear()
+        self.request_windows.clear()
         if self.knobs.hold_discovery is not None:
             self.knobs.hold_discovery.set()
         self.knobs = Knobs(self.config.access_token_ttl, self.config.code_ttl, self.config.id_token_ttl)
@@ -177,15 +122,16 @@ class Store:
         """Whether `client_id` has at least one unrevoked credential."""
         return any(c.client_id == client_id and not c.revoked for c in self.credentials)
 
-    def authenticate(self, client_id: str, client_secret: str) -> bool:
-        """Whether the pair is a live credential of the app (constant-time on the secret)."""
-        ok = False
+    def authenticate(self, client_id: str, client_secret: str) -> Credential | None:
+        """The live credential of the app the pair matches, or None (constant-time on the secret)."""
+        match: Credential | None = None
         for cred in self.credentials:
             # Compare every candidate so timing does not reveal which secret came close.
             same_id = hmac.compare_digest(cred.client_id.encode(), client_id.encode())
             same_secret = hmac.compare_digest(cred.client_secret.encode(), client_secret.encode())
-            ok |= same_id and same_secret and not cred.revoked
-        return ok
+            if same_id and same_secret and not cred.revoked:
+                match = cred
+        return match
 
     def app_client_ids(self) -> set[str]:
         """Every client_id the app has ever had, revoked or not (an old ID token still names its audience)."""
@@ -213,13 +159,15 @@ class Store:
         self.codes[code.value] = code
         return code
 
-    def issue_tokens(self, *, email: str, client_id: str, scope: str, family: str) -> tuple[str, str]:
-        """A new access token and refresh token pair."""
+    def issue_tokens(
+        self, *, email: str, client_id: str, scope: str, family: str, issued_under: Credential
+    ) -> tuple[str, str]:
+        """A new access token and refresh token pair, for a grant authenticated with `issued_under`."""
         access = f"shcat_{secrets.token_urlsafe(32)}"
         refresh = f"shcrt_{secrets.token_urlsafe(32)}"
         expires_at = time.time() + self.knobs.access_token_ttl
         self.access_tokens[access] = AccessToken(email, client_id, expires_at, family)
-        self.refresh_tokens[refresh] = RefreshToken(email, client_id, scope, family)
+        self.refresh_tokens[refresh] = RefreshToken(email, client_id, scope, family, issued_under)
         return access, refresh
 
     def revoke_family(self, family: str) -> None:

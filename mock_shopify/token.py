@@ -1,4 +1,4 @@
-"""`POST /oauth/token`: client authentication, the code and refresh grants, ID tokens, injected failures."""
+"""`POST /oauth/token`: client authentication, the code and refresh grants, ID tokens."""
 
 from __future__ import annotations
 
@@ -20,27 +20,11 @@ from starlette.routing import Route
 from mock_shopify.customers import customer_number
 from mock_shopify.drip import drip
 from mock_shopify.forms import FormError, read_form
-from mock_shopify.state import AuthCode, Failure, Store, take_delay, take_drip, take_failure
+from mock_shopify.knobs import take_delay, take_drip, take_failure
+from mock_shopify.oauth_errors import NO_STORE, OAuthError, injected_failure
+from mock_shopify.state import AuthCode, Credential, Store
 
-_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 _VERIFIER = re.compile(r"[A-Za-z0-9\-._~]{43,128}")
-_HTML_ERRORS = {500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable"}
-
-
-class OAuthError(Exception):
-    """An RFC 6749 error answer: `{"error": ..., "error_description": ...}`."""
-
-    def __init__(self, status: int, error: str, description: str, *, basic: bool = False) -> None:
-        super().__init__(description)
-        self.status, self.error, self.description, self.basic = status, error, description, basic
-
-    def response(self) -> Response:
-        headers = dict(_NO_STORE)
-        if self.status == 401 and self.basic:
-            # RFC 6749 §5.2: a failed Basic authentication names the scheme to use.
-            headers["WWW-Authenticate"] = 'Basic realm="Shopify"'
-        body = {"error": self.error, "error_description": self.description}
-        return JSONResponse(body, status_code=self.status, headers=headers)
 
 
 def s256(verifier: str) -> str:
@@ -73,21 +57,6 @@ def _credentials(request: Request, form: dict[str, str]) -> tuple[str | None, st
     return "client_secret_basic", client_id, secret
 
 
-def _injected(failure: Failure) -> Response:
-    headers = {"Retry-After": str(failure.retry_after)} if failure.retry_after is not None else {}
-    if failure.status == 429:
-        headers.setdefault("Retry-After", "1")
-        body = {"error": "too_many_requests", "error_description": "Too many requests. Try again later."}
-        return JSONResponse(body, status_code=429, headers=headers)
-    if failure.status == 401:
-        # Shopify's transient upstream failure: an empty error code, not invalid_client or invalid_grant.
-        body = {"error": "", "error_description": "Access token request error."}
-        return JSONResponse(body, status_code=401, headers=headers)
-    text = _HTML_ERRORS.get(failure.status, "Internal Server Error")
-    html = f"<!doctype html><html><head><title>{text}</title></head><body><h1>{text}</h1></body></html>"
-    return HTMLResponse(html, status_code=failure.status, headers=headers)
-
-
 class TokenEndpoint:
     """The token endpoint, as strict as Shopify's (and RFC 6749 where Shopify is silent)."""
 
@@ -95,7 +64,8 @@ class TokenEndpoint:
         self.store = store
 
     def routes(self) -> list[Route]:
-        return [Route(f"{self.store.config.auth_path}/oauth/token", self.token, methods=["POST"])]
+        paths = self.store.config.auth_paths.values()
+        return [Route(f"{path}/oauth/token", self.token, methods=["POST"]) for path in paths]
 
     async def token(self, request: Request) -> Response:
         response = await self._answer(request)
@@ -128,20 +98,24 @@ class TokenEndpoint:
             return HTMLResponse("You do not have permission to access this website", status_code=403)
         if failure := take_failure(store.knobs.fail_token):
             store.stats.token_failures_injected += 1
-            return _injected(failure)
+            return injected_failure(failure)
         try:
             if form_error is not None:
                 raise OAuthError(400, "invalid_request", str(form_error))
             if auth_error is not None:
                 raise auth_error
             basic = method == "client_secret_basic"
-            if client_id is None or secret is None or not store.authenticate(client_id, secret):
+            credential = store.authenticate(client_id, secret) if client_id is not None and secret is not None else None
+            if credential is None:
                 raise OAuthError(401, "invalid_client", "Client authentication failed.", basic=basic)
+            if "code_verifier" in form and store.knobs.fidelity.confidential_pkce == "refused":
+                # Unconfirmed (mock_shopify/fidelity.py): every client here authenticates with a secret.
+                raise OAuthError(400, "invalid_request", "code_verifier is not allowed for confidential clients")
             grant_type = form.get("grant_type")
             if grant_type == "authorization_code":
-                body = self._code_grant(client_id, form)
+                body = self._code_grant(credential, form)
             elif grant_type == "refresh_token":
-                body = self._refresh_grant(form)
+                body = self._refresh_grant(credential, form)
             elif not grant_type:
                 raise OAuthError(400, "invalid_request", "grant_type is required.")
             else:
@@ -149,10 +123,10 @@ class TokenEndpoint:
         except OAuthError as exc:
             return exc.response()
         store.stats.grants[str(grant_type)] += 1
-        return JSONResponse(body, headers=_NO_STORE)
+        return JSONResponse(body, headers=NO_STORE)
 
-    def _code_grant(self, client_id: str, form: dict[str, str]) -> dict[str, Any]:
-        store = self.store
+    def _code_grant(self, credential: Credential, form: dict[str, str]) -> dict[str, Any]:
+        store, client_id = self.store, credential.client_id
         value, redirect_uri = form.get("code"), form.get("redirect_uri")
         if not value or not redirect_uri:
             raise OAuthError(400, "invalid_request", "code and redirect_uri are required.")
@@ -178,7 +152,9 @@ class TokenEndpoint:
         elif verifier is not None:
             raise OAuthError(400, "invalid_grant", "code_verifier sent but no code_challenge was.")
         code.used = True
-        access, refresh = store.issue_tokens(email=code.email, client_id=client_id, scope=code.scope, family=code.value)
+        access, refresh = store.issue_tokens(
+            email=code.email, client_id=client_id, scope=code.scope, family=code.value, issued_under=credential
+        )
         return {
             "access_token": access,
             "expires_in": store.knobs.access_token_ttl,
@@ -188,8 +164,8 @@ class TokenEndpoint:
             "scope": code.scope,
         }
 
-    def _refresh_grant(self, form: dict[str, str]) -> dict[str, Any]:
-        store = self.store
+    def _refresh_grant(self, credential: Credential, form: dict[str, str]) -> dict[str, Any]:
+        store, fidelity = self.store, self.store.knobs.fidelity
         value = form.get("refresh_token")
         if not value:
             raise OAuthError(400, "invalid_request", "refresh_token is required.")
@@ -197,9 +173,18 @@ class TokenEndpoint:
         # Any live credential of the app may refresh, so a rotated secret keeps existing sessions alive.
         if token is None or not token.live or token.client_id not in store.app_client_ids():
             raise OAuthError(400, "invalid_grant", "The refresh token is invalid.")
-        token.live = False
+        if token.issued_under.revoked and not fidelity.refresh_survives_secret_revocation:
+            # Unconfirmed (mock_shopify/fidelity.py): tokens bound to the secret that was used when they were issued.
+            raise OAuthError(400, "invalid_grant", "The refresh token is invalid.")
+        # Unconfirmed rotation (mock_shopify/fidelity.py); when off, the old token stays live beside the new one.
+        if fidelity.single_use_refresh_tokens:
+            token.live = False
         access, refresh = store.issue_tokens(
-            email=token.email, client_id=token.client_id, scope=token.scope, family=token.family
+            email=token.email,
+            client_id=token.client_id,
+            scope=token.scope,
+            family=token.family,
+            issued_under=credential,
         )
         # Shopify sends no id_token on refresh; clients keep the original for logout.
         return {"access_token": access, "expires_in": store.knobs.access_token_ttl, "refresh_token": refresh}

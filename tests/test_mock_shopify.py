@@ -15,12 +15,13 @@ import pytest
 from joserfc import jwt
 from joserfc.errors import BadSignatureError, InvalidKeyIdError
 from joserfc.jwk import KeySet, RSAKey
+from starlette.applications import Starlette
 
 from devkit.redis_server import free_port
 from mock_shopify import MockConfig, create_app
 from mock_shopify.__main__ import parse_args
 from mock_shopify.keys import KeyRing
-from tests.helpers import Process, Shop, python, redirect_query
+from tests.helpers import Clock, Process, Shop, python, redirect_query
 
 BASE = "https://account.shop.example"
 SHOP_ID = "9876543210"
@@ -32,7 +33,7 @@ REDIRECT = "https://bff.example/auth/callback"
 LOGOUT = "https://app.example/"
 UA = {"User-Agent": "bff-tests/1.0"}
 EMAIL = "ada.lovelace@example.com"
-GRAPHQL = "/customer/api/2026-04/graphql"
+GRAPHQL = "/customer/api/2026-10/graphql"
 
 
 @pytest.fixture
@@ -53,8 +54,13 @@ def mock_signing_key() -> RSAKey:
 
 
 @pytest.fixture
-async def mock_client(mock_config: MockConfig, mock_signing_key: RSAKey) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=create_app(mock_config, signing_key=mock_signing_key))
+def mock_app(mock_config: MockConfig, mock_signing_key: RSAKey) -> Starlette:
+    return create_app(mock_config, signing_key=mock_signing_key)
+
+
+@pytest.fixture
+async def mock_client(mock_app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=mock_app)
     async with httpx.AsyncClient(transport=transport, base_url=BASE) as client:
         yield client
 
@@ -161,13 +167,98 @@ async def test_discovery_documents(mock_client: httpx.AsyncClient) -> None:
     assert oidc["id_token_signing_alg_values_supported"] == ["RS256"]
     assert oidc["token_endpoint_auth_methods_supported"] == ["client_secret_basic", "client_secret_post"]
     api = (await mock_client.get("/.well-known/customer-account-api")).json()
-    assert api == {
-        "graphql_api": f"{BASE}/customer/api/2026-04/graphql",
-        "mcp_api": f"{BASE}/customer/api/mcp",
-    }
+    assert api == {"graphql_api": f"{BASE}/customer/api/2026-10/graphql"}
     keys = (await mock_client.get(f"{AUTH}/.well-known/jwks.json")).json()["keys"]
     assert [(k["kty"], k["alg"], k["use"]) for k in keys] == [("RSA", "RS256", "sig")]
     assert "d" not in keys[0]
+
+
+async def test_mcp_api_is_advertised_only_when_a_test_sets_it(mock_client: httpx.AsyncClient) -> None:
+    # The stand-in serves no MCP endpoint, so it does not advertise one unless a test asks it to.
+    assert "mcp_api" not in (await mock_client.get("/.well-known/customer-account-api")).json()
+    await Shop(mock_client).knob("discovery_fields", mcp_api=f"{BASE}/customer/api/mcp")
+    api = (await mock_client.get("/.well-known/customer-account-api")).json()
+    assert api["mcp_api"] == f"{BASE}/customer/api/mcp"
+
+
+@pytest.mark.parametrize(
+    ("shape", "path"),
+    [("customer", "/customer/api/2026-10/graphql"), ("account", "/account/customer/api/2026-10/graphql")],
+)
+async def test_graphql_shape_picks_the_advertised_url_and_it_answers(
+    mock_client: httpx.AsyncClient, shape: str, path: str
+) -> None:
+    await Shop(mock_client).knob("fidelity", graphql_shape=shape)
+    url = (await mock_client.get("/.well-known/customer-account-api")).json()["graphql_api"]
+    assert url == f"{BASE}{path}"
+    token = (await tokens(mock_client))["access_token"]
+    response = await mock_client.post(path, json={"query": "{ shop { id } }"}, headers={"Authorization": token, **UA})
+    assert response.json()["data"]["shop"]["id"] == f"gid://shopify/Shop/{SHOP_ID}"
+
+
+async def test_custom_domain_auth_layout_runs_a_whole_login_on_the_advertised_endpoints(
+    mock_client: httpx.AsyncClient,
+) -> None:
+    await Shop(mock_client).knob("fidelity", auth_layout="custom_domain")
+    oidc = (await mock_client.get("/.well-known/openid-configuration")).json()
+    assert oidc["issuer"] == ISSUER  # the issuer keeps the shop id; only the endpoints move
+    assert oidc["authorization_endpoint"] == f"{BASE}/authentication/oauth/authorize"
+    page = await mock_client.get(oidc["authorization_endpoint"], params=authorize_params())
+    assert 'action="/authentication/oauth/authorize"' in page.text
+    signed_in = await mock_client.post(oidc["authorization_endpoint"], data={**authorize_params(), "email": EMAIL})
+    data = {"grant_type": "authorization_code", "code": redirect_query(signed_in)["code"], "redirect_uri": REDIRECT}
+    body = (await mock_client.post(oidc["token_endpoint"], data=data, auth=(CLIENT_ID, SECRET), headers=UA)).json()
+    jwks = KeySet.import_key_set((await mock_client.get(oidc["jwks_uri"])).json())
+    assert jwt.decode(body["id_token"], jwks, algorithms=["RS256"]).claims["iss"] == ISSUER
+    logout = await mock_client.get(oidc["end_session_endpoint"], params={"id_token_hint": body["id_token"]})
+    assert (logout.status_code, logout.headers["location"]) == (302, LOGOUT)
+
+
+async def test_fidelity_knob_echoes_and_resets(mock_client: httpx.AsyncClient) -> None:
+    shop = Shop(mock_client)
+    defaults = (await shop.stats())["fidelity"]
+    assert defaults == {
+        "graphql_shape": "customer",
+        "auth_layout": "shop_id",
+        "confidential_pkce": "accepted",
+        "reject_bearer": True,
+        "unauthorized_body": "Not a valid access token",
+        "single_use_refresh_tokens": True,
+        "refresh_survives_secret_revocation": True,
+    }
+    changed = await shop.knob("fidelity", auth_layout="custom_domain", reject_bearer=False)
+    assert changed["fidelity"] == {**defaults, "auth_layout": "custom_domain", "reject_bearer": False}
+    assert (await shop.knob("fidelity", reset=True, graphql_shape="account"))["fidelity"] == {
+        **defaults,
+        "graphql_shape": "account",
+    }
+    await shop.knob("reset")
+    assert (await shop.stats())["fidelity"] == defaults
+
+
+@pytest.mark.parametrize(
+    ("name", "status"), [("openid-configuration", 301), ("customer-account-api", 308), ("openid-configuration", 302)]
+)
+async def test_discovery_redirect_points_at_the_same_document_elsewhere(
+    mock_client: httpx.AsyncClient, name: str, status: int
+) -> None:
+    direct = (await mock_client.get(f"/.well-known/{name}")).json()
+    await Shop(mock_client).knob("discovery_redirect", to=f"{BASE}/_moved", status=status)
+    response = await mock_client.get(f"/.well-known/{name}")
+    assert (response.status_code, response.headers["location"]) == (status, f"{BASE}/_moved/.well-known/{name}")
+    assert (await mock_client.get(response.headers["location"])).json() == direct
+
+
+@pytest.mark.parametrize("off", ["to-null", "reset"])
+async def test_discovery_redirect_turns_off(mock_client: httpx.AsyncClient, off: str) -> None:
+    shop = Shop(mock_client)
+    await shop.knob("discovery_redirect", to="http://localhost:9/_moved", status=307)
+    await (shop.knob("reset") if off == "reset" else shop.knob("discovery_redirect", to=None))
+    statuses = [
+        (await mock_client.get(f"/.well-known/{n}")).status_code
+        for n in ("openid-configuration", "customer-account-api")
+    ]
+    assert statuses == [200, 200]
 
 
 async def test_unknown_route_is_json_404(mock_client: httpx.AsyncClient) -> None:
@@ -254,6 +345,18 @@ async def test_login_hint_mode_submit_skips_the_form(mock_client: httpx.AsyncCli
     assert "code" in redirect_query(await mock_client.get(f"{AUTH}/oauth/authorize", params=params))
 
 
+async def test_login_page_shows_the_provider_acr_values_asked_for(mock_client: httpx.AsyncClient) -> None:
+    params = authorize_params(acr_values="provider:google")
+    page = await mock_client.get(f"{AUTH}/oauth/authorize", params=params)
+    assert 'provider <span id="provider">google</span>' in page.text
+
+
+async def test_stats_record_the_last_authorize_params(mock_client: httpx.AsyncClient) -> None:
+    params = authorize_params(pkce()[1], acr_values="provider:google", locale="zh-CN", login_hint_mode="submit")
+    await mock_client.get(f"{AUTH}/oauth/authorize", params=params)
+    assert (await Shop(mock_client).stats())["last_authorize_params"] == params
+
+
 def test_cli_reads_env_and_flags(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MOCK_SHOPIFY_CLIENT_ID", "env-client")
     monkeypatch.setenv("MOCK_SHOPIFY_LOGOUT_URI", "http://a.example/ http://b.example/")
@@ -264,6 +367,7 @@ def test_cli_reads_env_and_flags(monkeypatch: pytest.MonkeyPatch) -> None:
     assert config.redirect_uris == (REDIRECT,)
     assert config.logout_uris == ("http://a.example/", "http://b.example/")
     assert config.access_token_ttl == 5
+    assert config.api_version == "2026-10"
     assert "secret" not in repr(config)
 
 
@@ -413,6 +517,39 @@ async def test_credential_rotation(mock_client: httpx.AsyncClient) -> None:
     assert (await exchange(mock_client, code, verifier, secret="second-secret")).status_code == 200
 
 
+async def test_confidential_pkce_refused(mock_client: httpx.AsyncClient) -> None:
+    await Shop(mock_client).knob("fidelity", confidential_pkce="refused")
+    code, verifier = await login(mock_client)
+    response = await exchange(mock_client, code, verifier)
+    assert (response.status_code, response.json()) == (
+        400,
+        {"error": "invalid_request", "error_description": "code_verifier is not allowed for confidential clients"},
+    )
+
+
+async def test_refresh_tokens_that_are_not_single_use_refresh_twice(mock_client: httpx.AsyncClient) -> None:
+    await Shop(mock_client).knob("fidelity", single_use_refresh_tokens=False)
+    first = await tokens(mock_client)
+    statuses = [(await refresh(mock_client, first["refresh_token"])).status_code for _ in range(2)]
+    assert statuses == [200, 200]
+
+
+@pytest.mark.parametrize(("refreshed_under_new_secret", "status"), [(False, 400), (True, 200)])
+async def test_refresh_after_the_issuing_secret_is_revoked(
+    mock_client: httpx.AsyncClient, refreshed_under_new_secret: bool, status: int
+) -> None:
+    # Each refresh token remembers the secret of the grant that issued it; a refresh under the new secret
+    # before the old one is revoked moves the session over.
+    shop = Shop(mock_client)
+    await shop.knob("fidelity", refresh_survives_secret_revocation=False)
+    refresh_token = (await tokens(mock_client))["refresh_token"]
+    await shop.knob("credentials", add={"client_id": CLIENT_ID, "client_secret": "second-secret"})
+    if refreshed_under_new_secret:
+        refresh_token = (await refresh(mock_client, refresh_token, secret="second-secret")).json()["refresh_token"]
+    await shop.knob("credentials", revoke_secret=SECRET)
+    assert (await refresh(mock_client, refresh_token, secret="second-secret")).status_code == status
+
+
 # ID token ---------------------------------------------------------------------------------------------------
 
 
@@ -481,7 +618,7 @@ async def test_logout_redirects_and_ends_the_login_session(mock_client: httpx.As
     }
     response = await mock_client.get(f"{AUTH}/logout", params=params)
     assert response.status_code == 302
-    assert response.headers["location"] == "https://app.example/goodbye?state=s1"
+    assert response.headers["location"] == "https://app.example/goodbye"  # state is not echoed
     assert 'mock_shopify_login=""' in response.headers["set-cookie"]
     silent = await mock_client.get(f"{AUTH}/oauth/authorize", params=authorize_params(prompt="none"))
     assert redirect_query(silent)["error"] == "login_required"
@@ -497,7 +634,16 @@ async def test_logout_defaults_to_the_first_logout_uri_and_accepts_expired_hints
     assert (response.status_code, response.headers["location"]) == (302, LOGOUT)
 
 
-@pytest.mark.parametrize("case", ["missing_hint", "forged_hint", "wrong_aud_hint", "unregistered_uri"])
+async def test_logout_sends_an_unregistered_uri_to_the_default_logout_uri(mock_client: httpx.AsyncClient) -> None:
+    params = {
+        "id_token_hint": (await tokens(mock_client))["id_token"],
+        "post_logout_redirect_uri": "https://evil.example/",
+    }
+    response = await mock_client.get(f"{AUTH}/logout", params=params)
+    assert (response.status_code, response.headers["location"]) == (302, LOGOUT)
+
+
+@pytest.mark.parametrize("case", ["missing_hint", "forged_hint", "wrong_aud_hint"])
 async def test_logout_rejections(mock_client: httpx.AsyncClient, case: str) -> None:
     if case == "wrong_aud_hint":
         await Shop(mock_client).knob("tamper_next_id_token", kind="wrong_aud")
@@ -506,8 +652,6 @@ async def test_logout_rejections(mock_client: httpx.AsyncClient, case: str) -> N
     params = {"id_token_hint": (await tokens(mock_client))["id_token"], "post_logout_redirect_uri": LOGOUT}
     if case == "missing_hint":
         del params["id_token_hint"]
-    if case == "unregistered_uri":
-        params["post_logout_redirect_uri"] = "https://evil.example/"
     response = await mock_client.get(f"{AUTH}/logout", params=params)
     assert response.status_code == 400
     assert "location" not in response.headers
@@ -544,6 +688,19 @@ async def test_graphql_needs_the_raw_access_token(mock_client: httpx.AsyncClient
     assert (response.status_code, response.json()) == (401, {"errors": "Not a valid access token"})
 
 
+async def test_bearer_tokens_when_not_rejected(mock_client: httpx.AsyncClient) -> None:
+    await Shop(mock_client).knob("fidelity", reject_bearer=False)
+    token = (await tokens(mock_client))["access_token"]
+    headers = {"Authorization": f"Bearer {token}", **UA}
+    assert (await mock_client.post(GRAPHQL, json={"query": "{ shop { id } }"}, headers=headers)).status_code == 200
+
+
+async def test_unauthorized_body_is_a_knob(mock_client: httpx.AsyncClient) -> None:
+    await Shop(mock_client).knob("fidelity", unauthorized_body="User does not have access")
+    response = await gql(mock_client, "shcat_unknown", "{ shop { id } }")
+    assert (response.status_code, response.json()) == (401, {"errors": "User does not have access"})
+
+
 async def test_graphql_http_errors(mock_client: httpx.AsyncClient) -> None:
     token = (await tokens(mock_client))["access_token"]
     headers = {"Authorization": token, **UA}
@@ -560,6 +717,36 @@ async def test_graphql_http_errors(mock_client: httpx.AsyncClient) -> None:
         "/customer/api/unstable/graphql", json={"query": "{ shop { id } }"}, headers=headers
     )
     assert unstable.status_code == 200
+
+
+async def test_per_customer_request_limit_is_shared_by_the_customers_sessions(
+    mock_app: Starlette, mock_client: httpx.AsyncClient
+) -> None:
+    mock_app.state.store.clock = clock = Clock()
+    clock.advance(15.5)
+    await Shop(mock_client).knob("settings", customer_requests_per_minute=2)
+    first, second = (await tokens(mock_client))["access_token"], (await tokens(mock_client))["access_token"]
+    statuses = [(await gql(mock_client, token, "{ shop { id } }")).status_code for token in (first, second)]
+    throttled = await gql(mock_client, first, "{ shop { id } }")
+    assert statuses == [200, 200]
+    assert (throttled.status_code, throttled.headers["retry-after"]) == (429, "45")
+    assert throttled.json() == {"errors": [{"message": "Throttled", "extensions": {"code": "THROTTLED"}}]}
+
+
+@pytest.mark.parametrize("then", ["another_customer", "next_minute"])
+async def test_per_customer_request_limit_counts_per_customer_and_minute(
+    mock_app: Starlette, mock_client: httpx.AsyncClient, then: str
+) -> None:
+    mock_app.state.store.clock = clock = Clock()
+    await Shop(mock_client).knob("settings", customer_requests_per_minute=1)
+    token = (await tokens(mock_client))["access_token"]
+    statuses = [(await gql(mock_client, token, "{ shop { id } }")).status_code for _ in range(2)]
+    if then == "another_customer":
+        token = (await tokens(mock_client, "grace.hopper@example.com"))["access_token"]
+    else:
+        clock.advance(60)
+    statuses.append((await gql(mock_client, token, "{ shop { id } }")).status_code)
+    assert statuses == [200, 429, 200]
 
 
 async def test_customer_and_orders_query(mock_client: httpx.AsyncClient) -> None:
@@ -729,6 +916,48 @@ async def test_fail_token_shapes_and_counters(mock_client: httpx.AsyncClient) ->
     assert stats["grants"] == {"authorization_code": 1, "refresh_token": 1}
 
 
+@pytest.mark.parametrize(
+    ("error", "body", "challenge"),
+    [
+        ("invalid_client", {"error": "invalid_client", "error_description": "Client authentication failed."}, None),
+        (
+            "unauthorized_client",
+            {
+                "error": "unauthorized_client",
+                "error_description": "The authenticated client is not authorized to use this authorization grant type.",
+            },
+            None,
+        ),
+        ("invalid_token", None, 'Bearer error="invalid_token"'),
+    ],
+)
+async def test_fail_token_401_kinds(
+    mock_client: httpx.AsyncClient, error: str, body: dict[str, str] | None, challenge: str | None
+) -> None:
+    refresh_token = (await tokens(mock_client))["refresh_token"]
+    await Shop(mock_client).knob("fail_token", status=401, error=error)
+    response = await refresh(mock_client, refresh_token)
+    assert response.status_code == 401
+    assert (response.json() if body else response.content) == (body or b"")
+    if challenge:
+        assert response.headers["www-authenticate"] == challenge
+
+
+@pytest.mark.parametrize(
+    ("status", "errors"),
+    [
+        (402, "This shop's plan does not have access to this feature"),
+        (403, "User does not have access"),
+        (423, "This shop is unavailable"),
+    ],
+)
+async def test_fail_graphql_shop_states(mock_client: httpx.AsyncClient, status: int, errors: str) -> None:
+    token = (await tokens(mock_client))["access_token"]
+    await Shop(mock_client).knob("fail_graphql", status=status)
+    response = await gql(mock_client, token, "{ shop { id } }")
+    assert (response.status_code, response.json()) == (status, {"errors": errors})
+
+
 async def test_fail_and_delay_graphql(mock_client: httpx.AsyncClient) -> None:
     token = (await tokens(mock_client))["access_token"]
     await Shop(mock_client).knob("fail_graphql", count=1, status=429, retry_after=2)
@@ -768,9 +997,20 @@ async def test_settings_and_reset(mock_client: httpx.AsyncClient) -> None:
     ("name", "body"),
     [
         ("fail_token", {"count": 1, "status": 404}),
+        ("fail_token", {"status": 401, "error": "invalid_grant"}),
+        ("fail_token", {"status": 503, "error": "invalid_client"}),
+        ("fail_graphql", {"status": 401, "error": "invalid_client"}),
         ("settings", {"code_ttl": "soon"}),
         ("tamper_next_id_token", {"kind": "bogus"}),
         ("credentials", {}),
+        ("fidelity", {"graphql_shape": "hydrogen"}),
+        ("fidelity", {"reject_bearer": "no"}),
+        ("fidelity", {"unauthorized_body": 401}),
+        ("fidelity", {"shape": "account"}),
+        ("discovery_redirect", {}),
+        ("discovery_redirect", {"to": "ftp://files.example"}),
+        ("discovery_redirect", {"to": f"{BASE}?x=1"}),
+        ("discovery_redirect", {"to": BASE, "status": 303}),
     ],
 )
 async def test_bad_knob_bodies_are_400(mock_client: httpx.AsyncClient, name: str, body: dict[str, Any]) -> None:
