@@ -64,7 +64,7 @@ async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
 @pytest.fixture(scope="session")
 def shop_server() -> Iterator[ServerThread]:
     port = free_port()
-    config = shop_config(port, redirect_uris=[f"{BFF_URL}/auth/callback"], logout_uris=[LOGOUT_URL, f"{STOREFRONT}/"])
+    config = shop_config(port, redirect_uris=[f"{BFF_URL}/auth/callback"], logout_uris=[f"{STOREFRONT}/", LOGOUT_URL])
     server = ServerThread(create_mock_app(config), port).start()
     try:
         yield server
