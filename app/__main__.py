@@ -21,7 +21,11 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--port", type=int, default=int(os.environ.get("BFF_PORT", "8000")))
     serve.add_argument("--workers", type=int, default=int(os.environ.get("BFF_WORKERS", "1")))
     end = commands.add_parser("end-sessions", help="end every session of one customer (log out everywhere)")
-    end.add_argument("--sub", required=True, help="the customer's `sub` claim, as /auth/session shows it")
+    who = end.add_mutually_exclusive_group(required=True)
+    who.add_argument("--sub", help="the customer's `sub` claim, as /auth/session shows it")
+    who.add_argument(
+        "--customer-id", help="the customer's Shopify id: gid://shopify/Customer/<n>, or <n> as the admin shows it"
+    )
     allow = commands.add_parser("allowlist", help="print an allowlist (JSON) for BFF_GRAPHQL_ALLOWLIST")
     allow.add_argument("files", nargs="+", type=Path, help="the front end's .graphql files")
     args = parser.parse_args(argv)
@@ -31,8 +35,16 @@ def main(argv: list[str] | None = None) -> int:
 
         return asyncio.run(run_doctor())
     if args.command == "end-sessions":
-        ended = asyncio.run(_end_sessions(args.sub))
-        print(f"ended {ended} session(s) of {args.sub}")  # noqa: T201
+        customer_id = None
+        if args.customer_id is not None:
+            from app.webhooks import customer_gid
+
+            customer_id = customer_gid(args.customer_id)
+            if customer_id is None:
+                print("error: --customer-id must be gid://shopify/Customer/<n> or <n>", file=sys.stderr)  # noqa: T201
+                return 2
+        ended = asyncio.run(_end_sessions(args.sub, customer_id))
+        print(f"ended {ended} session(s) of {customer_id or args.sub}")  # noqa: T201
         return 0
     if args.command == "allowlist":
         from app.graphql_policy import build_allowlist
@@ -85,7 +97,7 @@ def _exit_cleanly(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
 
-async def _end_sessions(sub: str) -> int:
+async def _end_sessions(sub: str | None, customer_id: str | None) -> int:
     from app.config import load_settings
     from app.crypto import TokenCipher
     from app.store.connections import RedisConnections
@@ -100,6 +112,9 @@ async def _end_sessions(sub: str) -> int:
             idle_timeout=settings.bff_session_idle_timeout,
             absolute_lifetime=settings.bff_session_absolute_lifetime,
         )
+        if customer_id is not None:
+            return await store.end_customer(customer_id) or 0
+        assert sub is not None
         return await store.end_all(sub)
     finally:
         await redis.aclose()

@@ -162,6 +162,8 @@ class Settings(BaseSettings):
     # A private Storefront API token: enables the cart endpoints (logged-in checkout).
     shopify_storefront_token: SecretStr | None = None
     shopify_storefront_api_version: str | None = None  # default: SHOPIFY_API_VERSION
+    # The app's webhook signing secret(s), newest first: enables POST /webhooks/shopify.
+    shopify_webhook_secret: SecretStr | None = None
 
     bff_public_url: str
     bff_allowed_origins: Annotated[tuple[str, ...], NoDecode] = ()
@@ -311,6 +313,12 @@ class Settings(BaseSettings):
             raise ValueError("BFF_SESSION_ABSOLUTE_LIFETIME must be at least BFF_SESSION_IDLE_TIMEOUT")
         self._metrics_address = _metrics_address(self.bff_metrics_listener)
         return self
+
+    @property
+    def webhook_secrets(self) -> tuple[bytes, ...]:
+        """SHOPIFY_WEBHOOK_SECRET's entries, newest first; empty when webhooks are off."""
+        raw = self.shopify_webhook_secret.get_secret_value() if self.shopify_webhook_secret else ""
+        return tuple(s.strip().encode() for s in raw.split(",") if s.strip())
 
     @property
     def storefront_api_version(self) -> str:

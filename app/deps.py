@@ -141,6 +141,10 @@ def _refresher(request: Request) -> TokenRefresher:
     return services(request).refresher
 
 
+def _customer_account(request: Request) -> CustomerAccountAPI:
+    return services(request).graphql
+
+
 def _clock(request: Request) -> Callable[[], float]:
     return services(request).clock
 
@@ -165,6 +169,7 @@ OAuth = Annotated[ShopifyOAuth, Depends(_oauth)]
 ClientCredentials = Annotated[Credentials, Depends(_credentials)]
 MetricsDep = Annotated[Metrics, Depends(_metrics)]
 Refresher = Annotated[TokenRefresher, Depends(_refresher)]
+CustomerAccount = Annotated[CustomerAccountAPI, Depends(_customer_account)]
 Clock = Annotated[Callable[[], float], Depends(_clock)]
 # The cookie's session (None when absent or ended), its idle expiry slid.
 BrowserSession = Annotated[CookieSession, Depends(_slid_session)]

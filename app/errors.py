@@ -9,9 +9,9 @@ shape, `{"error": code, "detail": text}`, for the FastAPI routes and the raw `/g
      │        InvalidIdToken, LoginRequired, InteractionRequired, ConsentRequired,
      │        AccountSelectionRequired, AccessDenied, AuthorizationFailed, QueryTooDeep, QueryTooLarge,
      │        ClientDisconnected
-     ├── 401  NotAuthenticated, SessionExpired (also InvalidGrant: Shopify ended the session)
+     ├── 401  NotAuthenticated, SessionExpired (also InvalidGrant: Shopify ended the session), InvalidSignature
      ├── 403  CsrfFailed, OriginNotAllowed, OperationNotAllowed
-     ├── 404  NotFound          405  MethodNotAllowed        408  BodyTimeout
+     ├── 404  NotFound, WebhooksDisabled, SessionNotFound       405  MethodNotAllowed        408  BodyTimeout
      ├── 413  BodyTooLarge      429  RateLimited
      ├── 500  InternalError
      ├── 502  UpstreamUnavailable, TokenEndpointError, InvalidClient, DiscoveryFailed
@@ -174,6 +174,12 @@ class InvalidGrant(SessionExpired):
     """The customer's Shopify session has ended; log in again."""
 
 
+class InvalidSignature(BFFError):
+    """The webhook's X-Shopify-Hmac-Sha256 is missing or not made with SHOPIFY_WEBHOOK_SECRET."""
+
+    status, code = 401, "invalid_signature"
+
+
 class CsrfFailed(BFFError):
     """The request lacks CSRF proof (`X-CSRF: 1`) or comes from an origin that is not allowed."""
 
@@ -199,6 +205,18 @@ class NotFound(BFFError):
     """No such endpoint."""
 
     status, code = 404, "not_found"
+
+
+class WebhooksDisabled(BFFError):
+    """Webhooks are off: SHOPIFY_WEBHOOK_SECRET is not set."""
+
+    status, code = 404, "webhooks_disabled"
+
+
+class SessionNotFound(BFFError):
+    """No session of this customer has that handle (it ended, or it never was theirs)."""
+
+    status, code = 404, "session_not_found"
 
 
 class MethodNotAllowed(BFFError):

@@ -25,7 +25,8 @@ from app.graphql_policy import GraphQLPolicy, load_allowlist
 from app.logs import RequestLog, configure_logging
 from app.metrics import Metrics
 from app.pipeline import Dispatcher, ErrorBoundary, SecurityHeaders
-from app.routes import auth, health
+from app.routes import auth, health, webhooks
+from app.routes import sessions as customer_sessions
 from app.routes.graphql import GraphQLEndpoint
 from app.shopify.credentials import Credentials
 from app.shopify.discovery import Discovery
@@ -232,6 +233,8 @@ def create_app(
 
     _install_error_handlers(app, metrics)
     app.include_router(auth.router)
+    app.include_router(customer_sessions.router)
+    app.include_router(webhooks.router)
     app.include_router(health.router)
     exempt = ("/docs", "/openapi.json") if settings.bff_dev_mode else ()
     cors_origins = frozenset(settings.trusted_origins - {settings.public_origin})

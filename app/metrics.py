@@ -44,6 +44,13 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.webhooks = Counter(
+            "bff_webhooks_total",
+            "Shopify webhook deliveries, by what they did (customers_delete, customers_redact, replayed, "
+            "acknowledged, ignored).",
+            ["outcome"],
+            registry=r,
+        )
         self.records_reencrypted = Counter(
             "bff_records_reencrypted_total",
             "Session records read under an older token encryption key and rewritten under the first.",

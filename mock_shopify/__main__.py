@@ -55,6 +55,8 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, M
     parser.add_argument("--access-token-ttl", type=int, default=int(_env("ACCESS_TOKEN_TTL", "3600")))
     parser.add_argument("--code-ttl", type=int, default=int(_env("CODE_TTL", "60")))
     parser.add_argument("--id-token-ttl", type=int, default=int(_env("ID_TOKEN_TTL", "3600")))
+    parser.add_argument("--webhook-url", default=_env("WEBHOOK_URL", ""), help="where customer webhooks go")
+    parser.add_argument("--webhook-secret", default=_env("WEBHOOK_SECRET", ""), help="the app's webhook secret")
     args = parser.parse_args(argv)
     extra = [tuple(pair.split(":", 1)) for pair in args.extra_credential]
     if any(len(pair) != 2 for pair in extra):
@@ -71,6 +73,8 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, M
         access_token_ttl=args.access_token_ttl,
         code_ttl=args.code_ttl,
         id_token_ttl=args.id_token_ttl,
+        webhook_url=args.webhook_url,
+        webhook_secret=args.webhook_secret,
     )
     return args, config
 

@@ -16,6 +16,7 @@ from mock_shopify.graphql_http import GraphQLEndpoint
 from mock_shopify.keys import KeyRing
 from mock_shopify.state import Store
 from mock_shopify.token import TokenEndpoint
+from mock_shopify.webhooks import WebhookEndpoints
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -44,6 +45,7 @@ def create_app(config: MockConfig, *, signing_key: RSAKey | None = None) -> Star
         *TokenEndpoint(store).routes(),
         *GraphQLEndpoint(store).routes(),
         *AdminEndpoints(store).routes(),
+        *WebhookEndpoints(store).routes(),
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error, Exception: _server_error})
     app.state.store = store

@@ -32,6 +32,9 @@ class MockConfig:
     access_token_ttl: int = 3600
     code_ttl: int = 60
     id_token_ttl: int = 3600
+    # Where customers/delete and customers/redact deliveries go (mock_shopify/webhooks.py); empty: nowhere.
+    webhook_url: str = ""
+    webhook_secret: str = field(default="", repr=False)
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"\d+", self.shop_id):

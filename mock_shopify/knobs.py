@@ -1,4 +1,5 @@
-"""What the test knobs set: injected failures, delays, drips and redirects, settings, fidelity switches."""
+"""What the test knobs set: injected failures, delays, drips and redirects, settings, fidelity switches,
+the webhook subscription."""
 
 from __future__ import annotations
 
@@ -42,6 +43,28 @@ class Redirect:
 
 
 @dataclass
+class Subscription:
+    url: str
+    secret: str = field(repr=False)
+    attempts: int = 3
+    backoff: float = 0.05
+    timeout: float = 5.0  # Shopify waits 5 seconds for an answer
+    wrong_secret: bool = False  # sign with another secret: the receiver must refuse every attempt
+
+
+@dataclass
+class Delivery:
+    topic: str
+    webhook_id: str
+    body: str
+    statuses: list[int | str] = field(default_factory=list)  # an HTTP status, or the transport error's name
+
+    @property
+    def delivered(self) -> bool:
+        return any(isinstance(s, int) and 200 <= s < 300 for s in self.statuses)
+
+
+@dataclass
 class Knobs:
     access_token_ttl: int
     code_ttl: int
@@ -61,6 +84,7 @@ class Knobs:
     discovery_fields: dict[str, str] = field(default_factory=dict)
     discovery_redirect: Redirect | None = None
     fidelity: Fidelity = field(default_factory=Fidelity)
+    webhooks: Subscription | None = None
 
 
 def take_failure(failure: Failure | None) -> Failure | None:

@@ -12,7 +12,7 @@ from typing import Any
 from mock_shopify.config import MockConfig
 from mock_shopify.customers import Customer, seed_customer
 from mock_shopify.keys import KeyRing
-from mock_shopify.knobs import Knobs
+from mock_shopify.knobs import Delivery, Knobs, Subscription
 from mock_shopify.request_limit import RequestWindows
 
 
@@ -78,6 +78,7 @@ class Stats:
     last_token_request: dict[str, Any] | None = None
     last_graphql_request: dict[str, Any] | None = None
     user_agents: dict[str, str] = field(default_factory=dict)  # the last User-Agent per discovery document
+    webhook_deliveries: list[Delivery] = field(default_factory=list)
 
 
 class Store:
@@ -114,6 +115,8 @@ class Store:
         if self.knobs.hold_discovery is not None:
             self.knobs.hold_discovery.set()
         self.knobs = Knobs(self.config.access_token_ttl, self.config.code_ttl, self.config.id_token_ttl)
+        if self.config.webhook_url:
+            self.knobs.webhooks = Subscription(self.config.webhook_url, self.config.webhook_secret)
         self.stats = Stats()
 
     # Credentials -------------------------------------------------------------------------------------------

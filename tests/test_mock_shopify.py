@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
+import json
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -20,8 +22,9 @@ from starlette.applications import Starlette
 from devkit.redis_server import free_port
 from mock_shopify import MockConfig, create_app
 from mock_shopify.__main__ import parse_args
+from mock_shopify.customers import customer_number
 from mock_shopify.keys import KeyRing
-from tests.helpers import Clock, Process, Shop, python, redirect_query
+from tests.helpers import Clock, Process, ServerThread, Shop, python, redirect_query
 
 BASE = "https://account.shop.example"
 SHOP_ID = "9876543210"
@@ -1032,3 +1035,65 @@ async def test_the_cli_access_log_has_paths_but_no_query_strings(tmp_path: Path)
         output = standin.output()
     assert "SECRET" not in output, output
     assert f"GET {logout} {response.status_code}" in output, output
+
+
+# --- customer webhooks -------------------------------------------------------------------------------
+
+
+def hmac_of(body: bytes, secret: bytes) -> str:
+    return base64.b64encode(hmac.new(secret, body, hashlib.sha256).digest()).decode()
+
+
+class Receiver:
+    """A webhook endpoint on a real port that answers with the statuses it is given, and keeps what it got."""
+
+    def __init__(self, statuses: list[int]) -> None:
+        self.statuses = statuses
+        self.got: list[tuple[dict[str, str], bytes]] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        self.got.append(({k.decode(): v.decode() for k, v in scope["headers"]}, body))
+        status = self.statuses.pop(0) if self.statuses else 200
+        await send({"type": "http.response.start", "status": status, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+
+async def test_a_deleted_customer_is_delivered_signed_and_retried(mock_client: httpx.AsyncClient) -> None:
+    receiver = Receiver([500, 200])
+    server = ServerThread(receiver).start()
+    try:
+        subscribed = await mock_client.post("/_mock/webhooks", json={"url": f"{server.url}/hook", "secret": "s3"})
+        assert subscribed.status_code == 200
+        done = (await mock_client.post("/_mock/customers/delete", json={"email": "gone@example.com"})).json()
+        assert done["delivered"] is True and done["delivery"]["statuses"] == [500, 200]
+        (first, body), (second, again) = receiver.got
+        assert body == again and json.loads(body) == {"id": customer_number("gone@example.com")}
+        assert first["x-shopify-topic"] == "customers/delete"
+        assert first["x-shopify-webhook-id"] == second["x-shopify-webhook-id"]  # a retry is the same delivery
+        expected = base64.b64encode(hmac.new(b"s3", body, hashlib.sha256).digest()).decode()
+        assert first["x-shopify-hmac-sha256"] == expected
+
+        await mock_client.post(
+            "/_mock/webhooks", json={"url": f"{server.url}/hook", "secret": "s3", "wrong_secret": True}
+        )
+        await mock_client.post("/_mock/customers/redact", json={"email": "gone@example.com"})
+        headers, body = receiver.got[-1]
+        assert json.loads(body)["customer"]["email"] == "gone@example.com"
+        assert (
+            headers["x-shopify-hmac-sha256"]
+            != base64.b64encode(hmac.new(b"s3", body, hashlib.sha256).digest()).decode()
+        )
+    finally:
+        server.stop()
+
+
+async def test_webhook_knobs_refuse_nonsense(mock_client: httpx.AsyncClient) -> None:
+    assert (await mock_client.post("/_mock/webhooks", json={"url": "ftp://x", "secret": "s"})).status_code == 400
+    assert (await mock_client.post("/_mock/customers/delete", json={"email": "nope"})).status_code == 400
+    assert (await mock_client.post("/_mock/webhooks/replay")).status_code == 400

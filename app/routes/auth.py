@@ -18,6 +18,7 @@ from app.deps import (
     ClientCredentials,
     Clock,
     Cookies,
+    CustomerAccount,
     Limits,
     Logins,
     Logouts,
@@ -29,6 +30,7 @@ from app.deps import (
     ShopDiscovery,
     session_from_cookie,
 )
+from app.devices import summarize
 from app.errors import (
     BFFError,
     CodeRejected,
@@ -47,6 +49,7 @@ from app.rates import Rate
 from app.security import check_csrf, client_ip, fingerprint, new_id
 from app.shopify.credentials import Credentials
 from app.shopify.discovery import Discovery
+from app.shopify.graphql import CustomerAccountAPI
 from app.shopify.idtoken import verify_id_token
 from app.shopify.oauth import ShopifyOAuth, callback_error
 from app.store.logins import PENDING_LOGIN_TTL, PendingLogin, PendingLogins
@@ -175,6 +178,7 @@ async def callback(
     discovery: ShopDiscovery,
     oauth: OAuth,
     credentials: ClientCredentials,
+    graphql: CustomerAccount,
     metrics: MetricsDep,
     clock: Clock,
     state: Annotated[str | None, Query(max_length=200)] = None,
@@ -213,7 +217,17 @@ async def callback(
         return _callback_failure(request, metrics, InvalidRequest("The callback carries no code."), pending.return_to)
 
     try:
-        session = await _open_session(sessions, discovery, oauth, credentials, code, pending, now=clock())
+        session = await _open_session(
+            sessions,
+            discovery,
+            oauth,
+            credentials,
+            graphql,
+            code,
+            pending,
+            device=summarize(request.headers.get("user-agent")),
+            now=clock(),
+        )
     except InvalidGrant:
         return _callback_failure(request, metrics, CodeRejected(), pending.return_to)
     except BFFError as exc:
@@ -256,9 +270,11 @@ async def _open_session(
     discovery: Discovery,
     oauth: ShopifyOAuth,
     credentials: Credentials,
+    graphql: CustomerAccountAPI,
     code: str,
     pending: PendingLogin,
     *,
+    device: str,
     now: float,
 ) -> Session:
     credential = credentials.current
@@ -272,8 +288,10 @@ async def _open_session(
         client_id=credential.client_id,
         nonce=pending.nonce,
     )
+    # Once per login: webhooks name customers by this id, and it picks the slot of their keys.
+    customer_id = await graphql.customer_id(endpoints.graphql_url, token=tokens.access_token) or ""
     session = Session(
-        sid=new_session_id(str(claims["sub"])),
+        sid=new_session_id(str(claims["sub"]), customer_id),
         sub=str(claims["sub"]),
         claims={k: claims[k] for k in CUSTOMER_CLAIMS if k in claims},
         access_token=tokens.access_token,
@@ -283,6 +301,8 @@ async def _open_session(
         id_token=tokens.id_token,
         credential=credential.id,
         created_at=now,
+        customer_id=customer_id,
+        user_agent=device,
     )
     return await sessions.create(session)
 

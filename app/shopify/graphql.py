@@ -14,13 +14,21 @@ whole body), so one call never holds a request longer.
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
+import re
 import time
 from dataclasses import dataclass
 
 import aiohttp
 
-from app.errors import UpstreamTimeout, UpstreamUnavailable
+from app.errors import BFFError, UpstreamTimeout, UpstreamUnavailable
 from app.metrics import Metrics
+
+log = logging.getLogger("bff.graphql")
+
+_CUSTOMER_ID_QUERY = b'{"query":"query BffCustomerId { customer { id } }"}'
+_CUSTOMER_GID = re.compile(r"^gid://shopify/Customer/[1-9][0-9]{0,19}$")
 
 # Shopify's response headers the browser may see, under the names it sees them.
 _PASSED = {"retry-after": b"retry-after", "x-request-id": b"x-shopify-request-id"}
@@ -94,3 +102,17 @@ class CustomerAccountAPI:
         passed = [(ours, got[theirs].encode("latin-1")) for theirs, ours in _PASSED.items() if theirs in got]
         passed.append((b"content-type", got.get("content-type", "application/json").encode("latin-1")))
         return GraphQLReply(upstream.status, payload, passed)
+
+    async def customer_id(self, url: str, *, token: str) -> str | None:
+        """The signed-in customer's `gid://shopify/Customer/<n>` (login keeps it: webhooks name customers by
+        it); None when Shopify does not say, so the login goes on without it."""
+        try:
+            reply = await self.post(url, _CUSTOMER_ID_QUERY, token=token, accept_language=None)
+            found = json.loads(reply.body)["data"]["customer"]["id"] if reply.status == 200 else None
+        except (BFFError, ValueError, KeyError, TypeError) as exc:
+            log.warning("the customer's id could not be fetched at login (%s)", type(exc).__name__)
+            return None
+        if not isinstance(found, str) or not _CUSTOMER_GID.match(found):
+            log.warning("the customer's id could not be fetched at login (HTTP %d)", reply.status)
+            return None
+        return found

@@ -1,8 +1,10 @@
 """Server sessions in Redis, and each customer's index of them ("log out everywhere").
 
-A session id is `{tag}.{random}`: `tag` is 16 hex digits of a hash of the customer's `sub`, the same for
-every session of one customer, and the `{...}` hash tag of every key below that carries it, so the
-session-read script can count the session's and the customer's limits in one round trip, on Cluster too.
+A session id is `{tag}.{random}`: `tag` is 16 hex digits of a hash of the customer's Shopify customer id
+(of `sub` when the id could not be fetched at login), the same for every session of one customer, and the
+`{...}` hash tag of every key below that carries it, so the session-read script can count the session's
+and the customer's limits in one round trip, and a webhook can end all of a customer's sessions in one
+script, on Cluster too.
 (Ids from before the tag, plain random, still load; they count no customer limit.)
 
 Key layout:
@@ -11,6 +13,9 @@ Key layout:
   bff:rl:customer:{n}:{tag}  string  the customer's /graphql requests, every session of theirs, in window n
   bff:customer:{h(sub)}      zset    the customer's session ids, scored by absolute deadline
   bff:epoch:{h(sub)}         string  when the customer last logged out everywhere (ms): older logins are void
+  bff:cid:{tag}              zset    the same, by Shopify customer id (the tag comes from it): for webhooks
+  bff:cepoch:{tag}           string  when the customer's sessions were last ended by id
+  bff:hook:{tag}<id>         string  a webhook delivery already acted on, for a week
 
 Records are encrypted (AES-GCM, the session id as associated data), so a Redis dump or MONITOR shows no
 usable token, and a record copied under another id does not decrypt.
@@ -46,6 +51,7 @@ log = logging.getLogger("bff.sessions")
 
 INDEX_PRUNE_AT = 20
 TAG_LENGTH = 16
+WEBHOOK_MEMORY_MS = 7 * 24 * 3600 * 1000  # Shopify retries a delivery for up to 4 hours; remember ids a week
 
 # A session is one string, `{absolute deadline ms}:{generation}:{encrypted record}`: a plain string costs
 # far less Redis memory than a hash once the record outgrows the hash's compact encoding.
@@ -101,6 +107,8 @@ class Session:
     id_token: str
     credential: str  # id of the Shopify credential the tokens were issued to
     created_at: float
+    customer_id: str = ""  # gid://shopify/Customer/<n>, fetched at login (webhooks name customers by it)
+    user_agent: str = ""  # a summary such as "Chrome on Mac OS X", for the customer's list of sessions
     generation: int = 0
     ttl_ms: int = field(default=0, compare=False)
 
@@ -120,9 +128,21 @@ class KeyCensus:
     unlisted: int = 0  # no listed key: unreadable, those customers sign in again
 
 
-def new_session_id(sub: str) -> str:
+def customer_tag(sub: str, customer_id: str = "") -> str:
+    """The hash tag of a customer's keys: from their Shopify customer id when known (so a webhook, which
+    names only that id, finds the same slot), else from `sub`."""
+    source = f"cid:{customer_id}" if customer_id else sub
+    return hashlib.sha256(source.encode()).hexdigest()[:TAG_LENGTH]
+
+
+def new_session_id(sub: str, customer_id: str = "") -> str:
     """A fresh session id for a customer: their tag (see the module docstring), then 256 random bits."""
-    return f"{_customer_tag(sub)[:TAG_LENGTH]}.{new_id()}"
+    return f"{customer_tag(sub, customer_id)}.{new_id()}"
+
+
+def session_handle(sid: str) -> str:
+    """The opaque name a customer sees for one of their sessions: it cannot be turned back into the id."""
+    return hashlib.sha256(f"bff-handle:{sid}".encode()).hexdigest()[:24]
 
 
 def _split(sid: str) -> tuple[str, str]:
@@ -161,6 +181,34 @@ def _epoch_key(sub: str) -> str:
     return f"bff:epoch:{{{_customer_tag(sub)}}}"
 
 
+def _by_id_key(tag: str) -> str:
+    return f"bff:cid:{{{tag}}}"
+
+
+def _by_id_epoch_key(tag: str) -> str:
+    return f"bff:cepoch:{{{tag}}}"
+
+
+def _webhook_key(tag: str, webhook_id: str) -> str:
+    return f"bff:hook:{{{tag}}}{webhook_id}"
+
+
+# End every session in a customer-id index, in the index's slot (every member carries its tag): mark the
+# epoch first (a login being stored meanwhile voids itself), delete each record and the index. With a
+# webhook id, only once: a replayed delivery finds its mark and does nothing. One round trip. The records
+# are not declared as KEYS: each shares the index's hash tag, so every one is in the script's slot.
+_END_BY_ID = """
+if ARGV[3] ~= '' and not redis.call('SET', KEYS[3], '1', 'NX', 'PX', ARGV[3]) then return -1 end
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+local ended = 0
+for _, sid in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  ended = ended + redis.call('DEL', 'bff:session:{' .. string.sub(sid, 1, 16) .. '}' .. string.sub(sid, 17))
+end
+redis.call('DEL', KEYS[1])
+return ended
+"""
+
+
 class SessionStore:
     """Sessions and the per-customer index in Redis."""
 
@@ -186,6 +234,7 @@ class SessionStore:
         self._ready = redis.ready
         self._replace: Any = self._redis.register_script(_REPLACE)
         self._reencrypt: Any = self._redis.register_script(_REENCRYPT)
+        self._end_by_id: Any = self._redis.register_script(_END_BY_ID)
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -208,6 +257,9 @@ class SessionStore:
         value = b"%d:0:%s" % (deadline, self._seal(session))
         await guarded(self._redis.set(session_key(session.sid), value, px=ttl))
         epoch = await self._index(session.sub, session.sid, deadline, now_ms)
+        if session.customer_id:
+            by_id = await self._index_by_id(session, deadline, now_ms)
+            epoch = max(epoch or 0, by_id or 0) or None
         if epoch is not None and epoch >= now_ms:
             # "Log out everywhere" began while this login was being stored, and may have read the index
             # before this session joined it: the login is void, so nothing outlives that logout.
@@ -317,6 +369,60 @@ class SessionStore:
             if dead:
                 await guarded(self._redis.zrem(key, *dead))
         return int(epoch) if epoch is not None else None
+
+    async def _index_by_id(self, session: Session, deadline_ms: int, now_ms: int) -> int | None:
+        """Add a session to its customer-id index (in its own slot); returns that index's epoch, if any."""
+        tag = customer_tag(session.sub, session.customer_id)
+        key = _by_id_key(tag)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zremrangebyscore(key, "-inf", now_ms)  # bounded like the sub index: expired members go
+            pipe.zadd(key, {session.sid: deadline_ms})
+            pipe.pexpire(key, self._absolute_ms)
+            pipe.get(_by_id_epoch_key(tag))
+            *_, epoch = await guarded(pipe.execute())
+        return int(epoch) if epoch is not None else None
+
+    async def end_customer(self, customer_id: str, *, webhook_id: str = "") -> int | None:
+        """End every session of the customer with this Shopify id (a webhook, or the operator); how many
+        were live, or None when `webhook_id` was seen before (nothing done twice). One round trip."""
+        tag = customer_tag("", customer_id)
+        ended = await guarded(
+            self._end_by_id(
+                keys=[_by_id_key(tag), _by_id_epoch_key(tag), _webhook_key(tag, webhook_id)],
+                args=[self._now_ms(), self._absolute_ms, WEBHOOK_MEMORY_MS if webhook_id else ""],
+            )
+        )
+        return None if int(ended) < 0 else int(ended)
+
+    async def sessions_of(self, sub: str) -> list[Session]:
+        """Every live session of a customer (by `sub`), with its TTL; for the customer's own list."""
+        members = await self.session_ids_of(sub)
+        if not members:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for sid in members:
+                pipe.get(session_key(sid))
+                pipe.pttl(session_key(sid))
+            replies = await guarded(pipe.execute())
+        found = []
+        for sid, raw, ttl in zip(members, replies[::2], replies[1::2], strict=True):
+            if not isinstance(raw, bytes):
+                continue
+            _, generation, blob = raw.split(b":", 2)
+            plain = self._open(sid, blob)
+            if plain is not None:
+                found.append(Session(sid=sid, generation=int(generation), ttl_ms=int(ttl), **json.loads(plain)))
+        return found
+
+    def last_used(self, session: Session) -> float | None:
+        """When the session was last used, to within the sliding slack (a minute at most), read off its TTL:
+        each use slides the TTL back to the idle timeout. None when the absolute deadline caps the TTL."""
+        if session.ttl_ms <= 0:
+            return None
+        deadline_left = session.created_at * 1000 + self._absolute_ms - self._now_ms()
+        if abs(deadline_left - session.ttl_ms) < 1000:
+            return None
+        return max(session.created_at, self._clock() - (self._idle_ms - session.ttl_ms) / 1000)
 
     async def session_ids_of(self, sub: str) -> list[str]:
         members = await guarded(self._redis.zrange(_customer_key(sub), 0, -1))
