@@ -8,18 +8,15 @@ received, and lets the pipeline add the security, CORS and request-id headers li
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable
 
 from starlette.types import Receive, Scope, Send
 
+from app.bodies import read_body
 from app.deps import Services, load_session, require
 from app.errors import (
     BFFError,
-    BodyTimeout,
-    BodyTooLarge,
-    ClientDisconnected,
     InvalidJSON,
     InvalidRequest,
     MethodNotAllowed,
@@ -35,31 +32,6 @@ _WANTED = {b"cookie", b"origin", b"x-csrf", b"content-length", b"accept-language
 
 def _headers_of(scope: Scope) -> dict[bytes, str]:
     return {k: v.decode("latin-1") for k, v in scope["headers"] if k in _WANTED}
-
-
-async def _read_body(receive: Receive, declared: str | None, *, limit: int, deadline: float) -> bytes:
-    """The whole body, within `deadline` seconds: a client trickling bytes, or announcing more than it sends,
-    cannot hold the connection (and a slot of BFF_MAX_CONNECTIONS) for longer."""
-    if declared is not None and (not (declared.isascii() and declared.isdigit()) or int(declared) > limit):
-        raise BodyTooLarge(f"The GraphQL body is over {limit} bytes.")
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        async with asyncio.timeout(deadline):
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    raise ClientDisconnected()
-                chunk: bytes = message.get("body", b"")
-                size += len(chunk)
-                if size > limit:
-                    raise BodyTooLarge(f"The GraphQL body is over {limit} bytes.")
-                chunks.append(chunk)
-                if not message.get("more_body", False):
-                    return b"".join(chunks)
-    except TimeoutError:
-        # The rest of the body may still come, and would be parsed as the next request: close instead.
-        raise BodyTimeout(headers={"Connection": "close"}) from None
 
 
 def _validate(body: bytes) -> str:
@@ -94,11 +66,12 @@ async def _proxy(deps: Services, scope: Scope, receive: Receive) -> GraphQLReply
     # flood from a dead one) costs one Redis round trip and never a body read or a JSON parse.
     found = await load_session(cookie, deps.sessions, rates=settings.graphql_rates)
     session = require(found)
-    body = await _read_body(
+    body = await read_body(
         receive,
         headers.get(b"content-length"),
         limit=settings.bff_graphql_max_body_bytes,
         deadline=settings.bff_body_read_timeout,
+        what="The GraphQL body",
     )
     query = _validate(body)
     if deps.graphql_policy.active:
