@@ -17,6 +17,8 @@ from mock_shopify.config import (
     DEFAULT_CLIENT_SECRET,
     DEFAULT_LOGOUT_URI,
     DEFAULT_REDIRECT_URI,
+    DEFAULT_STOREFRONT_PRIVATE_TOKEN,
+    DEFAULT_STOREFRONT_PUBLIC_TOKEN,
     MockConfig,
 )
 
@@ -55,6 +57,16 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, M
     parser.add_argument("--access-token-ttl", type=int, default=int(_env("ACCESS_TOKEN_TTL", "3600")))
     parser.add_argument("--code-ttl", type=int, default=int(_env("CODE_TTL", "60")))
     parser.add_argument("--id-token-ttl", type=int, default=int(_env("ID_TOKEN_TTL", "3600")))
+    parser.add_argument(
+        "--storefront-private-token",
+        default=_env("STOREFRONT_PRIVATE_TOKEN", DEFAULT_STOREFRONT_PRIVATE_TOKEN),
+        help="the Storefront API token servers send as Shopify-Storefront-Private-Token",
+    )
+    parser.add_argument(
+        "--storefront-public-token",
+        default=_env("STOREFRONT_PUBLIC_TOKEN", DEFAULT_STOREFRONT_PUBLIC_TOKEN),
+        help="the Storefront API token browsers send as X-Shopify-Storefront-Access-Token",
+    )
     args = parser.parse_args(argv)
     extra = [tuple(pair.split(":", 1)) for pair in args.extra_credential]
     if any(len(pair) != 2 for pair in extra):
@@ -71,6 +83,8 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, M
         access_token_ttl=args.access_token_ttl,
         code_ttl=args.code_ttl,
         id_token_ttl=args.id_token_ttl,
+        storefront_private_token=args.storefront_private_token,
+        storefront_public_token=args.storefront_public_token,
     )
     return args, config
 
