@@ -132,16 +132,19 @@ class StorefrontEndpoints:
     async def _answer(self, request: Request) -> Response:
         storefront = self.storefront
         storefront.stats.requests += 1
-        if seconds := take_delay(storefront.knobs.delay):
-            await asyncio.sleep(seconds)
         if not _VERSION.fullmatch(request.path_params["version"]):
             return JSONResponse({"errors": "Not Found"}, status_code=404)
         if failure := take_failure(storefront.knobs.fail):
             return _injected(failure)
-        if not self._authorized(request):
+        # Counted and read on arrival: a delayed answer must not count into the next test's stats.
+        authorized = self._authorized(request)
+        raw = await request.body()
+        if seconds := take_delay(storefront.knobs.delay):
+            await asyncio.sleep(seconds)
+        if not authorized:
             return JSONResponse(UNAUTHORIZED, status_code=401)
         try:
-            payload = json.loads(await request.body())
+            payload = json.loads(raw)
         except ValueError:
             payload = None
         if (

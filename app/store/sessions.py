@@ -101,6 +101,8 @@ class Session:
     id_token: str
     credential: str  # id of the Shopify credential the tokens were issued to
     created_at: float
+    # Carts this session's token was put on, newest first and bounded (app/carts.py): logout clears them.
+    carts: tuple[str, ...] = ()
     generation: int = 0
     ttl_ms: int = field(default=0, compare=False)
 
