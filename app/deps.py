@@ -9,12 +9,14 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from app.carts import Carts, LogoutCarts
 from app.config import Settings
 from app.cookies import CookieJar, SessionCookie
-from app.errors import NotAuthenticated, SessionExpired
+from app.errors import CartDisabled, NotAuthenticated, SessionExpired
 from app.graphql_policy import GraphQLPolicy
 from app.metrics import Metrics
 from app.rates import NO_LIMITS, SessionRates
+from app.security import client_ip
 from app.shopify.credentials import Credentials
 from app.shopify.discovery import Discovery
 from app.shopify.graphql import CustomerAccountAPI
@@ -41,6 +43,7 @@ class Services:
     credentials: Credentials
     refresher: TokenRefresher
     graphql: CustomerAccountAPI
+    carts: Carts | None  # None while SHOPIFY_STOREFRONT_TOKEN is unset: the cart endpoints are off
     graphql_policy: GraphQLPolicy
     metrics: Metrics
     clock: Callable[[], float]  # the time sessions, tokens and rate limits are judged by
@@ -149,6 +152,22 @@ def _clock(request: Request) -> Callable[[], float]:
     return services(request).clock
 
 
+def _client_ip(request: Request) -> str:
+    peer = request.client.host if request.client else None
+    return client_ip(peer, request.headers.getlist("x-forwarded-for"), services(request).settings.trusted_proxies)
+
+
+def _carts(request: Request) -> Carts:
+    found = services(request).carts
+    if found is None:
+        raise CartDisabled("The cart endpoints are off: set SHOPIFY_STOREFRONT_TOKEN to enable them.")
+    return found
+
+
+def _logout_carts(request: Request) -> LogoutCarts:
+    return LogoutCarts(services(request).carts, _client_ip(request))
+
+
 async def _slid_session(request: Request) -> CookieSession:
     s = services(request)
     return await session_from_cookie(request.headers.get("cookie"), s.cookies, s.sessions)
@@ -171,6 +190,12 @@ MetricsDep = Annotated[Metrics, Depends(_metrics)]
 Refresher = Annotated[TokenRefresher, Depends(_refresher)]
 CustomerAccount = Annotated[CustomerAccountAPI, Depends(_customer_account)]
 Clock = Annotated[Callable[[], float], Depends(_clock)]
+# The client's address by the trusted-proxy rules (security.client_ip), unbucketed: Shopify's buyer IP.
+ClientIP = Annotated[str, Depends(_client_ip)]
+# The cart service, or 404 `cart_disabled` while SHOPIFY_STOREFRONT_TOKEN is unset.
+CartService = Annotated[Carts, Depends(_carts)]
+# What logout does with the carts its session touched (nothing while the cart endpoints are off).
+CartsAtLogout = Annotated[LogoutCarts, Depends(_logout_carts)]
 # The cookie's session (None when absent or ended), its idle expiry slid.
 BrowserSession = Annotated[CookieSession, Depends(_slid_session)]
 # A logged-in customer's session, or 401: for endpoints that need one.

@@ -11,14 +11,17 @@ shape, `{"error": code, "detail": text}`, for the FastAPI routes and the raw `/g
      │        ClientDisconnected
      ├── 401  NotAuthenticated, SessionExpired (also InvalidGrant: Shopify ended the session), InvalidSignature
      ├── 403  CsrfFailed, OriginNotAllowed, OperationNotAllowed
-     ├── 404  NotFound, WebhooksDisabled, SessionNotFound       405  MethodNotAllowed        408  BodyTimeout
-     ├── 413  BodyTooLarge      429  RateLimited
+     ├── 404  NotFound, WebhooksDisabled, SessionNotFound, CartDisabled, CartNotFound
+     ├── 405  MethodNotAllowed   408  BodyTimeout   413  BodyTooLarge   415  UnsupportedMediaType
+     ├── 422  CartRejected       429  RateLimited
      ├── 500  InternalError
-     ├── 502  UpstreamUnavailable, TokenEndpointError, InvalidClient, DiscoveryFailed
+     ├── 502  UpstreamUnavailable, TokenEndpointError, InvalidClient, DiscoveryFailed,
+     │        StorefrontUnavailable, StorefrontError, CheckoutUrlRefused
      ├── 503  SessionStoreUnavailable, LoginCapacity, TokenEndpointUnavailable, TokenEndpointThrottled
-     └── 504  UpstreamTimeout, TokenEndpointTimeout, DiscoveryTimeout, RefreshTimeout
+     └── 504  UpstreamTimeout, TokenEndpointTimeout, DiscoveryTimeout, RefreshTimeout, StorefrontTimeout
 
-Nothing Shopify sends is echoed in a detail, since it may carry tokens. `Cache-Control: no-store` on
+Nothing Shopify sends is echoed in a detail, since it may carry tokens (`CartRejected` adds Shopify's
+`userErrors` beside it, which the cart endpoints scrub of the token first). `Cache-Control: no-store` on
 every error response comes from the pipeline (pipeline.SecurityHeaders), like every other header.
 """
 
@@ -27,7 +30,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from starlette.responses import Response
 from starlette.types import Send
@@ -50,6 +53,10 @@ class BFFError(Exception):
         if self.retry_after is not None:
             self.headers.setdefault("Retry-After", str(self.retry_after))
         super().__init__(f"{self.status} {self.code}: {self.detail}")
+
+    def body(self) -> dict[str, Any]:
+        """The JSON answer: `{"error": code, "detail": text}` (a subclass may add fields beside them)."""
+        return {"error": self.code, "detail": self.detail}
 
 
 def _meaning(cls: type[BFFError]) -> str:
@@ -219,6 +226,18 @@ class SessionNotFound(BFFError):
     status, code = 404, "session_not_found"
 
 
+class CartDisabled(BFFError):
+    """The cart endpoints are off: SHOPIFY_STOREFRONT_TOKEN is not set."""
+
+    status, code = 404, "cart_disabled"
+
+
+class CartNotFound(BFFError):
+    """Shopify knows no cart with that id."""
+
+    status, code = 404, "cart_not_found"
+
+
 class MethodNotAllowed(BFFError):
     """The endpoint exists but not for this method."""
 
@@ -235,6 +254,25 @@ class BodyTooLarge(BFFError):
     """The body is over the size limit."""
 
     status, code = 413, "body_too_large"
+
+
+class UnsupportedMediaType(BFFError):
+    """The body's Content-Type is not one this endpoint reads."""
+
+    status, code = 415, "unsupported_media_type"
+
+
+class CartRejected(BFFError):
+    """Shopify refused the cart change; `userErrors` says why."""
+
+    status, code = 422, "cart_rejected"
+
+    def __init__(self, detail: str | None = None, *, user_errors: Sequence[dict[str, Any]] = ()) -> None:
+        super().__init__(detail)
+        self.user_errors = list(user_errors)
+
+    def body(self) -> dict[str, Any]:
+        return {**super().body(), "userErrors": self.user_errors}
 
 
 class RateLimited(BFFError):
@@ -278,6 +316,24 @@ class DiscoveryFailed(BFFError):
     """The shop's discovery documents or JWKS could not be fetched or read."""
 
     status, code = 502, "discovery_failed"
+
+
+class StorefrontUnavailable(BFFError):
+    """The Storefront API is unreachable or failing; the session is kept."""
+
+    status, code, retry_after = 502, "storefront_unavailable", 2
+
+
+class StorefrontError(BFFError):
+    """The Storefront API refused SHOPIFY_STOREFRONT_TOKEN or answered something unusable."""
+
+    status, code = 502, "storefront_error"
+
+
+class CheckoutUrlRefused(BFFError):
+    """Shopify answered a checkout URL on a host it does not use for checkouts; nobody is sent there."""
+
+    status, code = 502, "checkout_url_refused"
 
 
 class SessionStoreUnavailable(BFFError):
@@ -328,6 +384,12 @@ class RefreshTimeout(BFFError):
     status, code, retry_after = 504, "refresh_timeout", 2
 
 
+class StorefrontTimeout(BFFError):
+    """The Storefront API timed out; the session is kept."""
+
+    status, code, retry_after = 504, "storefront_timeout", 2
+
+
 # --- the catalog and the one renderer -------------------------------------------------------------
 
 
@@ -359,7 +421,7 @@ def log_failure(error: BFFError) -> None:
 def render(error: BFFError) -> tuple[int, Headers, bytes]:
     """(status, headers, body) for an error; every 5xx is logged with its code (`log_failure`)."""
     log_failure(error)
-    body = json.dumps({"error": error.code, "detail": error.detail}).encode()
+    body = json.dumps(error.body()).encode()
     headers: Headers = [(b"content-type", b"application/json")]
     headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in error.headers.items()]
     return error.status, headers, body

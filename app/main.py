@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp
 
+from app.carts import Carts
 from app.config import Settings, load_settings
 from app.cookies import CookieJar
 from app.cors import CORS
@@ -25,7 +26,7 @@ from app.graphql_policy import GraphQLPolicy, load_allowlist
 from app.logs import RequestLog, configure_logging
 from app.metrics import Metrics
 from app.pipeline import Dispatcher, ErrorBoundary, SecurityHeaders
-from app.routes import auth, health, webhooks
+from app.routes import auth, cart, health, webhooks
 from app.routes import sessions as customer_sessions
 from app.routes.graphql import GraphQLEndpoint
 from app.shopify.credentials import Credentials
@@ -33,6 +34,7 @@ from app.shopify.discovery import Discovery
 from app.shopify.graphql import CustomerAccountAPI
 from app.shopify.http import auth_http_client
 from app.shopify.oauth import ShopifyOAuth
+from app.shopify.storefront import StorefrontAPI
 from app.store.connections import RedisConnections
 from app.store.logins import PendingLogins
 from app.store.logouts import LogoutContinuations
@@ -52,9 +54,11 @@ def build_services(
     graphql: CustomerAccountAPI,
     metrics: Metrics,
     *,
+    storefront: StorefrontAPI | None = None,
     clock: Clock = time.time,
 ) -> Services:
-    """Assemble the per-process services from already-open clients."""
+    """Assemble the per-process services from already-open clients (`storefront`: None while the cart
+    endpoints are off)."""
     cipher = TokenCipher(settings.token_keys)
     sessions = SessionStore(
         redis,
@@ -74,16 +78,34 @@ def build_services(
         clock=clock,
     )
     credentials = Credentials.from_settings(settings)
+    locks = RefreshLocks(redis)
+    call_timeout = settings.bff_upstream_connect_timeout + settings.bff_upstream_read_timeout
     refresher = TokenRefresher(
         sessions,
-        RefreshLocks(redis),
+        locks,
         oauth,
         credentials,
         metrics,
         buffer=settings.bff_refresh_buffer,
-        call_timeout=settings.bff_upstream_connect_timeout + settings.bff_upstream_read_timeout,
+        call_timeout=call_timeout,
         clock=clock,
     )
+    carts = None
+    if storefront is not None:
+        carts = Carts(
+            storefront,
+            sessions,
+            locks,
+            refresher,
+            metrics,
+            shop_origin=settings.shop_origin,
+            # The shop's primary domain is shop metadata, like discovery: trusted for as long.
+            domain_ttl=settings.bff_discovery_ttl,
+            # As long as the refresher's own waiters wait for a refresh in progress (tokens.py).
+            lock_wait=call_timeout + 7.0,
+            release_deadline=settings.bff_upstream_total_timeout,
+            clock=clock,
+        )
     allowlist = settings.bff_graphql_allowlist
     return Services(
         settings=settings,
@@ -101,6 +123,7 @@ def build_services(
         credentials=credentials,
         refresher=refresher,
         graphql=graphql,
+        carts=carts,
         graphql_policy=GraphQLPolicy(
             allowlist=load_allowlist(allowlist) if allowlist else None,
             max_depth=settings.bff_graphql_max_depth,
@@ -208,7 +231,22 @@ def create_app(
                     metrics=metrics,
                 )
             )
-            app.state.services = build_services(settings, redis, auth_http, graphql, metrics, clock=clock)
+            storefront = None
+            if settings.shopify_storefront_token is not None:
+                storefront = await stack.enter_async_context(
+                    StorefrontAPI(
+                        url=f"{settings.shop_origin}/api/{settings.storefront_api_version}/graphql.json",
+                        private_token=settings.shopify_storefront_token.get_secret_value(),
+                        user_agent=settings.bff_user_agent,
+                        connect_timeout=settings.bff_upstream_connect_timeout,
+                        read_timeout=settings.bff_upstream_read_timeout,
+                        total_timeout=settings.bff_upstream_total_timeout,
+                        metrics=metrics,
+                    )
+                )
+            app.state.services = build_services(
+                settings, redis, auth_http, graphql, metrics, storefront=storefront, clock=clock
+            )
             stack.push_async_callback(app.state.services.discovery.aclose)  # before auth_http closes
             _start_metrics_listener(settings, metrics, stack)
             yield
@@ -236,6 +274,7 @@ def create_app(
     app.include_router(customer_sessions.router)
     app.include_router(webhooks.router)
     app.include_router(health.router)
+    app.include_router(cart.router)
     exempt = ("/docs", "/openapi.json") if settings.bff_dev_mode else ()
     cors_origins = frozenset(settings.trusted_origins - {settings.public_origin})
     stack: ASGIApp = Dispatcher(app, GraphQLEndpoint(services))

@@ -29,6 +29,12 @@ class Metrics:
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=r,
         )
+        self.cart_updates = Counter(
+            "bff_cart_buyer_identity_updates_total",
+            "Cart buyer-identity updates sent to the Storefront API, by purpose and outcome.",
+            ["purpose", "outcome"],
+            registry=r,
+        )
         self.redis_errors = Counter("bff_redis_errors_total", "Redis calls that failed.", registry=r)
         self.sessions_created = Counter("bff_sessions_created_total", "Sessions created at login.", registry=r)
         self.sessions_ended = Counter("bff_sessions_ended_total", "Sessions ended, by reason.", ["reason"], registry=r)

@@ -1,7 +1,7 @@
 """The ASGI stack every request passes through, composed once by the app factory, outermost first:
 
     RequestLog       request id (X-Request-ID) and one access-log line      (logs.py)
-    SecurityHeaders  nosniff, no-referrer, lockdown CSP; no-store on errors, /auth, /graphql, /readyz
+    SecurityHeaders  nosniff, no-referrer, lockdown CSP; no-store on errors, /auth, /graphql, /cart, /readyz
     CORS             allowed storefront origins only; rejected preflights are JSON 403s  (cors.py)
     ErrorBoundary    anything unexpected becomes a logged JSON 500, never a traceback
     Dispatcher       `/graphql` to its raw ASGI endpoint, everything else (lifespan too) to FastAPI
@@ -30,13 +30,13 @@ _LOCKDOWN = [
     (b"x-frame-options", b"DENY"),
 ]
 _NO_STORE = [(b"cache-control", b"no-store")]
-# Answers about a customer or a session, and the readiness of this instance: never cached.
-_PRIVATE_PATHS = ("/auth/", "/graphql", "/readyz")
+# Answers about a customer, a session or a cart, and the readiness of this instance: never cached.
+_PRIVATE_PATHS = ("/auth/", "/graphql", "/cart/", "/readyz")
 
 
 class SecurityHeaders:
     """Adds nosniff, no-referrer and a lockdown CSP to every response; `Cache-Control: no-store` to
-    every error and everything under /auth, /graphql and /readyz."""
+    every error and everything under /auth, /graphql, /cart and /readyz."""
 
     def __init__(self, app: ASGIApp, *, exempt_paths: tuple[str, ...] = ()) -> None:
         """`exempt_paths` skip the CSP (dev mode's /docs page runs scripts)."""

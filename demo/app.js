@@ -1,11 +1,14 @@
-// The demo storefront: a signed-in customer's profile, orders and default address, all through the BFF.
-// No token ever reaches this page: the BFF holds them, and the browser only carries its HttpOnly session cookie.
+// The demo storefront: a signed-in customer's profile, orders and default address, all through the BFF, and a
+// cart made with the Storefront API's public token, as any storefront makes one.
+// No customer token ever reaches this page: the BFF holds them, and the browser only carries its HttpOnly session
+// cookie. Checkout goes through the BFF, which puts the signed-in customer on the cart server-side.
 // Every piece of data goes into the DOM as text (textContent / Text nodes), never as HTML.
-import { BFF_URL } from "/config.js";
+import { BFF_URL, STOREFRONT_TOKEN, STOREFRONT_URL } from "/config.js";
 
 const $ = (id) => document.getElementById(id);
 const LOCALE_KEY = "demo.locale";
 const SIGNED_OUT_KEY = "demo.signedOut";
+const CART_KEY = "demo.cartId";
 
 const LOGIN_ERRORS = {
   access_denied: "Sign-in was cancelled.",
@@ -38,17 +41,19 @@ function bff(path, options = {}) {
 const documents = new Map();
 
 // The .graphql files are sent exactly as stored (an allowlist may hash them), so they are never edited here.
-function graphqlDocument(name) {
-  if (!documents.has(name)) {
-    const text = fetch(`/graphql/${name}.graphql`).then((res) => {
-      if (!res.ok) throw new ServiceError(`Could not load the ${name} query (HTTP ${res.status}).`);
+function storedDocument(path) {
+  if (!documents.has(path)) {
+    const text = fetch(path).then((res) => {
+      if (!res.ok) throw new ServiceError(`Could not load ${path} (HTTP ${res.status}).`);
       return res.text();
     });
-    text.catch(() => documents.delete(name));
-    documents.set(name, text);
+    text.catch(() => documents.delete(path));
+    documents.set(path, text);
   }
-  return documents.get(name);
+  return documents.get(path);
 }
+
+const graphqlDocument = (name) => storedDocument(`/graphql/${name}.graphql`);
 
 async function graphql(name, variables) {
   const query = await graphqlDocument(name);
@@ -59,6 +64,23 @@ async function graphql(name, variables) {
     const reason = body.detail || `The account service answered HTTP ${res.status}.`;
     throw new ServiceError(`${reason}${body.error ? ` (${body.error})` : ""}`);
   }
+  if (Array.isArray(body.errors) && body.errors.length) throw new ServiceError(body.errors[0].message);
+  return body.data;
+}
+
+// The Storefront API, straight from the browser with the public token (no customer token: the BFF adds that).
+async function storefront(name, variables = {}) {
+  const withFragment = name.startsWith("cart");
+  const parts = await Promise.all(
+    [name, ...(withFragment ? ["cart-fields"] : [])].map((doc) => storedDocument(`/storefront/${doc}.graphql`)),
+  );
+  const res = await fetch(STOREFRONT_URL, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", "X-Shopify-Storefront-Access-Token": STOREFRONT_TOKEN },
+    body: JSON.stringify({ query: parts.join("\n"), variables }),
+  });
+  if (!res.ok) throw new ServiceError(`The shop answered HTTP ${res.status}.`);
+  const body = await res.json();
   if (Array.isArray(body.errors) && body.errors.length) throw new ServiceError(body.errors[0].message);
   return body.data;
 }
@@ -207,11 +229,13 @@ function serviceError(error) {
 async function loadAccount() {
   hideNotices();
   show("loading");
+  signedIn = false;
   try {
     const { customer } = await graphql("customer");
     renderProfile(customer);
     renderAddress(customer.defaultAddress);
     renderOrders(customer.orders.nodes);
+    signedIn = true;
     show("signed-in");
   } catch (error) {
     if (error instanceof SessionEnded) {
@@ -224,6 +248,120 @@ async function loadAccount() {
     serviceError(error);
   } finally {
     sessionStorage.removeItem(SIGNED_OUT_KEY);
+    loadShop();
+  }
+}
+
+// --- The shop and the cart -----------------------------------------------------------------------------
+
+let signedIn = false;
+
+function cartError(message) {
+  $("cart-error").textContent = message;
+  $("cart-error").hidden = !message;
+}
+
+function renderProducts(products) {
+  $("products").replaceChildren(
+    ...products.map((product) => {
+      const variant = product.variants.nodes[0];
+      const add = el(
+        "button",
+        { class: "button button-secondary button-small", type: "button", "data-testid": "add-to-cart" },
+        "Add to cart",
+      );
+      add.addEventListener("click", () => addToCart(variant.id, add));
+      return el(
+        "li",
+        { class: "product", "data-testid": "product" },
+        el("span", { class: "product-title", "data-testid": "product-title" }, product.title),
+        el("span", { class: "muted" }, variant.title),
+        el("span", { class: "product-price" }, money(variant.price)),
+        add,
+      );
+    }),
+  );
+}
+
+function renderCart(cart) {
+  const lines = cart ? cart.lines.nodes : [];
+  $("cart-lines").replaceChildren(
+    ...lines.map((line) =>
+      el(
+        "li",
+        { class: "cart-line", "data-testid": "cart-line" },
+        el("span", {}, `${line.merchandise.product.title} \u00d7 ${line.quantity}`),
+        el("span", {}, money(line.cost.totalAmount)),
+      ),
+    ),
+  );
+  $("cart-empty").hidden = lines.length > 0;
+  const items = cart ? cart.totalQuantity : 0;
+  $("cart-count").textContent = items === 1 ? "1 item" : items ? `${items} items` : "";
+  $("cart-total").textContent = cart && lines.length ? `Total ${money(cart.cost.totalAmount)}` : "";
+  $("cart-total").hidden = !lines.length;
+  $("checkout-form").hidden = !lines.length;
+  $("checkout-cart-id").value = cart ? cart.id : "";
+  if (!cart) $("cart-linked").hidden = true;
+}
+
+function forgetCart() {
+  localStorage.removeItem(CART_KEY);
+  renderCart(null);
+}
+
+// The signed-in customer on the cart, set by the BFF with their token (a fetch: it needs X-CSRF).
+async function linkCart(cartId) {
+  const res = await bff("/cart/buyer-identity", { method: "POST", body: JSON.stringify({ cartId }) });
+  const body = await res.json().catch(() => ({}));
+  if (res.ok) {
+    $("cart-linked").hidden = false;
+    return;
+  }
+  if (body.error === "cart_not_found") return forgetCart();
+  if (body.error === "session_expired") return sessionEnded();
+  if (body.error !== "cart_disabled" && body.error !== "not_authenticated") {
+    cartError(`${body.detail || `HTTP ${res.status}`}${body.error ? ` (${body.error})` : ""}`);
+  }
+}
+
+async function loadShop() {
+  try {
+    const [{ products }, stored] = await Promise.all([
+      storefront("products"),
+      localStorage.getItem(CART_KEY) ? storefront("cart", { id: localStorage.getItem(CART_KEY) }) : null,
+    ]);
+    renderProducts(products.nodes);
+    if (stored && !stored.cart) forgetCart();
+    else renderCart(stored && stored.cart);
+    $("shop").hidden = false;
+    if (signedIn && stored && stored.cart) await linkCart(stored.cart.id);
+  } catch (error) {
+    $("shop").hidden = false;
+    cartError(error instanceof ServiceError ? error.message : "Could not reach the shop.");
+  }
+}
+
+async function addToCart(variantId, button) {
+  button.disabled = true;
+  cartError("");
+  try {
+    const lines = [{ merchandiseId: variantId, quantity: 1 }];
+    const cartId = localStorage.getItem(CART_KEY);
+    const data = cartId
+      ? (await storefront("cart-lines-add", { cartId, lines })).cartLinesAdd
+      : (await storefront("cart-create", { lines })).cartCreate;
+    if (data.userErrors.length) {
+      if (cartId && data.userErrors.some((e) => e.field?.[0] === "cartId")) forgetCart();
+      return cartError(data.userErrors[0].message);
+    }
+    localStorage.setItem(CART_KEY, data.cart.id);
+    renderCart(data.cart);
+    if (signedIn && !cartId) await linkCart(data.cart.id);
+  } catch (error) {
+    cartError(error instanceof ServiceError ? error.message : "Could not reach the shop.");
+  } finally {
+    button.disabled = false;
   }
 }
 
@@ -311,6 +449,7 @@ $("locale").addEventListener("change", () => {
 });
 $("sign-in").addEventListener("click", () => location.assign(loginUrl()));
 $("sign-out-form").action = `${BFF_URL}/auth/logout`;
+$("checkout-form").action = `${BFF_URL}/cart/checkout`;
 $("sign-out-form").addEventListener("submit", () => sessionStorage.setItem(SIGNED_OUT_KEY, "1"));
 $("address-edit").addEventListener("click", openAddressForm);
 $("address-cancel").addEventListener("click", closeAddressForm);

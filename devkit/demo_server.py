@@ -1,4 +1,4 @@
-"""Serve the demo storefront (`demo/`) on its own origin, with `/config.js` pointing at the BFF."""
+"""Serve the demo storefront (`demo/`) on its own origin, with `/config.js` pointing at the BFF and the shop."""
 
 from __future__ import annotations
 
@@ -10,7 +10,10 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from mock_shopify.config import DEFAULT_STOREFRONT_PUBLIC_TOKEN
+
 DEMO_DIR = Path(__file__).resolve().parent.parent / "demo"
+STOREFRONT_API_VERSION = "2026-10"
 
 
 def origin(url: str) -> str:
@@ -20,7 +23,8 @@ def origin(url: str) -> str:
 
 
 def content_security_policy(bff_url: str, shop_url: str) -> str:
-    """Only the page's own files run or style it; it fetches from itself and the BFF; it posts to the BFF."""
+    """Only the page's own files run or style it; it fetches from itself, the BFF and the shop's Storefront
+    API; it posts to the BFF."""
     bff, shop = origin(bff_url), origin(shop_url)
     return "; ".join(
         [
@@ -28,9 +32,10 @@ def content_security_policy(bff_url: str, shop_url: str) -> str:
             "script-src 'self'",
             "style-src 'self'",
             "img-src 'self'",
-            # 'self' for the stored .graphql documents, the BFF for /graphql.
-            f"connect-src 'self' {bff}",
-            # Chromium checks every hop of the sign-out post: the BFF, the shop's logout, back here.
+            # 'self' for the stored .graphql documents, the BFF for /graphql, the shop for its Storefront API.
+            f"connect-src 'self' {bff} {shop}",
+            # Chromium checks every hop of a form post: sign-out's (the BFF, the shop's logout, back here) and
+            # checkout's (the BFF, then the shop's checkout page).
             f"form-action 'self' {bff} {shop}",
             "base-uri 'none'",
             "frame-ancestors 'none'",
@@ -43,10 +48,17 @@ class DemoHandler(SimpleHTTPRequestHandler):
 
     bff_url = "http://localhost:8000"
     shop_url = "http://localhost:9000"
+    # A public Storefront token is public by design: browsers send it; it reads products and makes carts.
+    storefront_token = DEFAULT_STOREFRONT_PUBLIC_TOKEN
 
     def do_GET(self) -> None:
         if self.path.split("?")[0] == "/config.js":
-            body = f"export const BFF_URL = {json.dumps(self.bff_url)};\n".encode()
+            storefront = f"{origin(self.shop_url)}/api/{STOREFRONT_API_VERSION}/graphql.json"
+            body = (
+                f"export const BFF_URL = {json.dumps(self.bff_url)};\n"
+                f"export const STOREFRONT_URL = {json.dumps(storefront)};\n"
+                f"export const STOREFRONT_TOKEN = {json.dumps(self.storefront_token)};\n"
+            ).encode()
             self.send_response(200)
             self.send_header("Content-Type", "text/javascript; charset=utf-8")
             self.send_header("Content-Length", str(len(body)))
@@ -77,11 +89,17 @@ def main() -> None:
     parser.add_argument(
         "--shop-url",
         default=os.environ.get("DEMO_SHOP_URL", DemoHandler.shop_url),
-        help="the shop the BFF signs out at (the CSP's form-action allows it)",
+        help="the shop: the BFF signs out there, the page calls its Storefront API (the CSP allows both)",
+    )
+    parser.add_argument(
+        "--storefront-token",
+        default=os.environ.get("DEMO_STOREFRONT_TOKEN", DemoHandler.storefront_token),
+        help="the shop's public Storefront API token (default: the stand-in's)",
     )
     args = parser.parse_args()
     DemoHandler.bff_url = args.bff_url
     DemoHandler.shop_url = args.shop_url
+    DemoHandler.storefront_token = args.storefront_token
     handler = partial(DemoHandler, directory=str(DEMO_DIR))
     with ThreadingHTTPServer((args.host, args.port), handler) as server:
         server.serve_forever()

@@ -26,18 +26,22 @@ DEMO_PORT = int(os.environ.get("DEV_DEMO_PORT", "3000"))
 
 def _secrets() -> dict[str, str]:
     path = ROOT / ".dev" / "secrets.json"
-    if path.exists():
-        stored: dict[str, str] = json.loads(path.read_text())
-        return stored
-    path.parent.mkdir(exist_ok=True)
+    stored: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
     generated = {
         "client_id": f"dev-{secrets.token_hex(8)}",
         "client_secret": secrets.token_urlsafe(32),
         "session_secret": secrets.token_urlsafe(48),
+        # The stand-in's private Storefront token, which the BFF sends to enable the cart endpoints.
+        "storefront_token": f"dev-shpat-{secrets.token_hex(16)}",
     }
-    path.write_text(json.dumps(generated, indent=2))
+    if generated.keys() <= stored.keys():
+        return stored
+    # First run, or a secrets file from before a secret was added: keep what it has, add the rest.
+    merged = {**generated, **stored}
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps(merged, indent=2))
     path.chmod(0o600)
-    return generated
+    return merged
 
 
 def _redis() -> tuple[str, RedisProcess | None]:
@@ -85,9 +89,11 @@ def main() -> None:
         "MOCK_SHOPIFY_CLIENT_SECRET": creds["client_secret"],
         "MOCK_SHOPIFY_REDIRECT_URI": f"{bff}/auth/callback",
         "MOCK_SHOPIFY_LOGOUT_URI": f"{demo}/",
+        "MOCK_SHOPIFY_STOREFRONT_PRIVATE_TOKEN": creds["storefront_token"],
         "SHOPIFY_SHOP_DOMAIN": shop,
         "SHOPIFY_CLIENT_ID": creds["client_id"],
         "SHOPIFY_CLIENT_SECRET": creds["client_secret"],
+        "SHOPIFY_STOREFRONT_TOKEN": creds["storefront_token"],
         "BFF_PUBLIC_URL": bff,
         "BFF_ALLOWED_ORIGINS": demo,
         "BFF_POST_LOGOUT_REDIRECT_URL": f"{demo}/",

@@ -17,6 +17,8 @@ from mock_shopify.config import (
     DEFAULT_CLIENT_SECRET,
     DEFAULT_LOGOUT_URI,
     DEFAULT_REDIRECT_URI,
+    DEFAULT_STOREFRONT_PRIVATE_TOKEN,
+    DEFAULT_STOREFRONT_PUBLIC_TOKEN,
     MockConfig,
 )
 
@@ -57,6 +59,16 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, M
     parser.add_argument("--id-token-ttl", type=int, default=int(_env("ID_TOKEN_TTL", "3600")))
     parser.add_argument("--webhook-url", default=_env("WEBHOOK_URL", ""), help="where customer webhooks go")
     parser.add_argument("--webhook-secret", default=_env("WEBHOOK_SECRET", ""), help="the app's webhook secret")
+    parser.add_argument(
+        "--storefront-private-token",
+        default=_env("STOREFRONT_PRIVATE_TOKEN", DEFAULT_STOREFRONT_PRIVATE_TOKEN),
+        help="the Storefront API token servers send as Shopify-Storefront-Private-Token",
+    )
+    parser.add_argument(
+        "--storefront-public-token",
+        default=_env("STOREFRONT_PUBLIC_TOKEN", DEFAULT_STOREFRONT_PUBLIC_TOKEN),
+        help="the Storefront API token browsers send as X-Shopify-Storefront-Access-Token",
+    )
     args = parser.parse_args(argv)
     extra = [tuple(pair.split(":", 1)) for pair in args.extra_credential]
     if any(len(pair) != 2 for pair in extra):
@@ -75,6 +87,8 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, M
         id_token_ttl=args.id_token_ttl,
         webhook_url=args.webhook_url,
         webhook_secret=args.webhook_secret,
+        storefront_private_token=args.storefront_private_token,
+        storefront_public_token=args.storefront_public_token,
     )
     return args, config
 

@@ -15,6 +15,7 @@ from mock_shopify.discovery import DiscoveryEndpoints
 from mock_shopify.graphql_http import GraphQLEndpoint
 from mock_shopify.keys import KeyRing
 from mock_shopify.state import Store
+from mock_shopify.storefront_http import StorefrontEndpoints
 from mock_shopify.token import TokenEndpoint
 from mock_shopify.webhooks import WebhookEndpoints
 
@@ -46,6 +47,7 @@ def create_app(config: MockConfig, *, signing_key: RSAKey | None = None) -> Star
         *GraphQLEndpoint(store).routes(),
         *AdminEndpoints(store).routes(),
         *WebhookEndpoints(store).routes(),
+        *StorefrontEndpoints(store).routes(),
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error, Exception: _server_error})
     app.state.store = store

@@ -10,6 +10,9 @@ DEFAULT_CLIENT_ID = "dev-client-id"
 DEFAULT_CLIENT_SECRET = "dev-client-secret-not-for-production"
 DEFAULT_REDIRECT_URI = "http://localhost:8000/auth/callback"
 DEFAULT_LOGOUT_URI = "http://localhost:3000/"
+# The Storefront API's two kinds of token: the private one for servers (the BFF), the public one for browsers.
+DEFAULT_STOREFRONT_PRIVATE_TOKEN = "dev-storefront-private-token-not-for-production"
+DEFAULT_STOREFRONT_PUBLIC_TOKEN = "dev-storefront-public-token"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -35,6 +38,8 @@ class MockConfig:
     # Where customers/delete and customers/redact deliveries go (mock_shopify/webhooks.py); empty: nowhere.
     webhook_url: str = ""
     webhook_secret: str = field(default="", repr=False)
+    storefront_private_token: str = field(default=DEFAULT_STOREFRONT_PRIVATE_TOKEN, repr=False)
+    storefront_public_token: str = DEFAULT_STOREFRONT_PUBLIC_TOKEN
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"\d+", self.shop_id):
@@ -43,6 +48,8 @@ class MockConfig:
             raise ValueError("base_url must be an origin such as http://127.0.0.1:9000")
         if not self.credentials:
             raise ValueError("at least one (client_id, client_secret) pair is required")
+        if not self.storefront_private_token or not self.storefront_public_token:
+            raise ValueError("both Storefront API tokens (private and public) must be non-empty")
         if not self.redirect_uris or not self.logout_uris:
             raise ValueError("at least one redirect URI and one logout URI are required")
         # Frozen: normalise through object.__setattr__ so callers may pass lists.

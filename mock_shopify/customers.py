@@ -25,6 +25,10 @@ CATALOGUE: tuple[tuple[str, str | None, str, str], ...] = (
 )
 
 
+# Customers whose email is at one of these domains buy for that company too (B2B), at one location.
+COMPANIES: dict[str, str] = {"acme.example": "Acme Wholesale"}
+
+
 def money(value: Decimal) -> str:
     """A Decimal as Shopify serialises it: at least one decimal place, e.g. "49.9", "50.0", "24.95"."""
     text = f"{value.quantize(Decimal('0.01'), rounding=ROUND_HALF_UP)}"
@@ -96,6 +100,30 @@ class Order:
 
 
 @dataclass
+class CompanyLocation:
+    """A location of a B2B company that a customer may buy for (Storefront `companyLocationId`)."""
+
+    id: str
+    name: str
+    company_id: str
+    company_name: str
+
+
+def company_location(email: str) -> CompanyLocation | None:
+    """The company location a customer belongs to, from their email's domain; None for most customers."""
+    domain = email.lower().rpartition("@")[2]
+    if domain not in COMPANIES:
+        return None
+    number = 8_000_000_000 + int.from_bytes(hashlib.sha256(f"company:{domain}".encode()).digest()[:4])
+    return CompanyLocation(
+        id=f"gid://shopify/CompanyLocation/{number}",
+        name="Head office",
+        company_id=f"gid://shopify/Company/{number // 10}",
+        company_name=COMPANIES[domain],
+    )
+
+
+@dataclass
 class Customer:
     id: str
     email: str
@@ -107,6 +135,7 @@ class Customer:
     orders: list[Order]
     tags: list[str] = field(default_factory=list)
     next_address_number: int = 1
+    company_locations: list[CompanyLocation] = field(default_factory=list)
 
     @property
     def numeric_id(self) -> int:
@@ -163,6 +192,8 @@ def seed_customer(email: str, *, base_url: str) -> Customer:
     )
     customer.addresses.append(home)
     customer.default_address_id = home.id
+    if (location := company_location(email)) is not None:
+        customer.company_locations.append(location)
     order_count = 2 + rand[3] % 2
     for index in range(order_count):
         order_id = number * 10 + index

@@ -66,3 +66,21 @@ def error_page(message: str, *, status: int = 400) -> HTMLResponse:
     """Shopify's hosted error page, e.g. `The error was: "redirect_uri" mismatch`."""
     body = f"<h1>Something went wrong</h1><p>The error was: {escape(message, quote=False)}</p>"
     return _page("Error", body, status=status)
+
+
+def checkout_page(
+    *, buyer: str | None, company: str | None, lines: list[tuple[str, int, str]], total: str
+) -> HTMLResponse:
+    """Shopify's checkout, as far as a test can see it: who is buying, and what."""
+    who = f"Checking out as {buyer}" if buyer else "Guest checkout"
+    rows = "".join(
+        f'<li data-testid="checkout-line">{escape(title)} &times; {quantity} <span>{escape(price)}</span></li>'
+        for title, quantity, price in lines
+    )
+    body = (
+        f'<h1 id="checkout-identity" data-testid="checkout-identity">{escape(who)}</h1>'
+        + (f'<p id="checkout-company" data-testid="checkout-company">For {escape(company)}</p>' if company else "")
+        + f'<ul data-testid="checkout-lines">{rows}</ul><p>Total <strong data-testid="checkout-total">'
+        f"{escape(total)}</strong></p>"
+    )
+    return _page("Checkout", body)

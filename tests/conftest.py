@@ -74,9 +74,10 @@ def shop_server() -> Iterator[ServerThread]:
 
 @pytest.fixture
 async def shop(shop_server: ServerThread) -> AsyncIterator[Shop]:
-    """The stand-in's knobs, reset first: no tokens, knobs or counters from an earlier test."""
+    """The stand-in's knobs, reset first: no tokens, carts, knobs or counters from an earlier test."""
     async with shop_at(shop_server.url) as knobs:
         await knobs.knob("reset")
+        await knobs.knob("storefront/reset")
         yield knobs
 
 

@@ -40,7 +40,7 @@ from app.store.rate_limits import RateLimits as RateLimits
 from app.store.sessions import INDEX_PRUNE_AT as INDEX_PRUNE_AT
 from devkit.redis_server import RedisProcess, free_port, start_redis, wait_port
 from mock_shopify.app import create_app as create_mock_app
-from mock_shopify.config import MockConfig
+from mock_shopify.config import DEFAULT_STOREFRONT_PRIVATE_TOKEN, DEFAULT_STOREFRONT_PUBLIC_TOKEN, MockConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 BFF_URL = "http://127.0.0.1:8000"
@@ -52,6 +52,7 @@ SESSION_SECRET = "k3Jx9-tq0Zp4-0a5f2c7e9b1d4f6a8c0e2b4d6f8a0c2e7Lw"
 EMAIL = "ada.lovelace@example.com"
 CSRF = {"X-CSRF": "1"}
 CUSTOMER_QUERY = {"query": "query Me { customer { id firstName emailAddress { emailAddress } } }"}
+STOREFRONT_TOKEN = DEFAULT_STOREFRONT_PRIVATE_TOKEN  # the stand-in's private Storefront token
 
 
 def load_yaml(text: str) -> dict[str, Any]:
@@ -259,6 +260,28 @@ async def gql(
 ) -> httpx.Response:
     """POST /graphql with the CSRF header (and `headers`), on the BFF at `at`, else the client's own."""
     return await client.post(f"{at}/graphql", json=body, headers={**CSRF, **(headers or {})})
+
+
+_CART_CREATE = """
+mutation Create($lines: [CartLineInput!]) {
+  cartCreate(input: {lines: $lines}) { cart { id } userErrors { field code message } }
+}
+"""
+
+
+async def create_cart(shop_url: str, *, product: int = 0, quantity: int = 1) -> str:
+    """A cart made as a storefront page makes one: the public token, straight to the Storefront API; its id."""
+    headers = {"X-Shopify-Storefront-Access-Token": DEFAULT_STOREFRONT_PUBLIC_TOKEN, "User-Agent": "browser"}
+    url = f"{shop_url}/api/2026-10/graphql.json"
+    async with httpx.AsyncClient(headers=headers) as client:
+        listed = await client.post(
+            url, json={"query": "{ products(first: 10) { nodes { variants(first: 1) { nodes { id } } } } }"}
+        )
+        variant = listed.json()["data"]["products"]["nodes"][product]["variants"]["nodes"][0]["id"]
+        lines = [{"merchandiseId": variant, "quantity": quantity}]
+        created = await client.post(url, json={"query": _CART_CREATE, "variables": {"lines": lines}})
+        cart_id: str = created.json()["data"]["cartCreate"]["cart"]["id"]
+        return cart_id
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], *, timeout: float = 5.0, what: str = "check") -> None:

@@ -15,6 +15,7 @@ from app.config import Settings
 from app.cookies import CookieJar, SetCookie, is_valid_id
 from app.deps import (
     BrowserSession,
+    CartsAtLogout,
     ClientCredentials,
     Clock,
     Cookies,
@@ -339,6 +340,7 @@ async def logout(
     logouts: Logouts,
     oauth: OAuth,
     metrics: MetricsDep,
+    carts: CartsAtLogout,
     everywhere: bool = False,
 ) -> Response:
     # The CSRF proof comes first: a forged logout must not even read the session.
@@ -351,9 +353,11 @@ async def logout(
     at_shop = None
     if session is not None:
         metrics.sessions_ended.labels("logout").inc()
+        linked = await carts.linked(session, everywhere=everywhere)  # read before end_all deletes them
         if everywhere:
             ended = await sessions.end_all(session.sub)
             metrics.sessions_ended.labels("logout_everywhere").inc(ended)
+        await carts.release(linked)  # the token off every cart it was put on; best effort, never fails
         try:
             at_shop = await oauth.end_session_url(id_token_hint=session.id_token, post_logout_redirect_uri=target)
         except BFFError as exc:

@@ -7,7 +7,16 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Request
 from starlette.responses import JSONResponse, Response
 
-from app.deps import Cookies, CurrentSession, MetricsDep, Sessions, SettingsDep, require, session_from_cookie
+from app.deps import (
+    CartsAtLogout,
+    Cookies,
+    CurrentSession,
+    MetricsDep,
+    Sessions,
+    SettingsDep,
+    require,
+    session_from_cookie,
+)
 from app.errors import SessionNotFound
 from app.security import check_csrf
 from app.store.sessions import session_handle
@@ -47,6 +56,7 @@ async def end_session(
     settings: SettingsDep,
     cookies: Cookies,
     sessions: Sessions,
+    carts: CartsAtLogout,
     metrics: MetricsDep,
 ) -> Response:
     """CSRF-protected like logout (and checked first, before the session is even read). Only the customer's
@@ -55,7 +65,10 @@ async def end_session(
     current = require(await session_from_cookie(request.headers.get("cookie"), cookies, sessions))
     for sid in await sessions.session_ids_of(current.sub):
         if session_handle(sid) == handle:
+            ended = current if sid == current.sid else await sessions.peek(sid)
+            linked = await carts.linked(ended, everywhere=False) if ended is not None else ()
             await sessions.delete(sid, sub=current.sub)
+            await carts.release(linked)  # as at logout: that device's carts no longer check out as this customer
             metrics.sessions_ended.labels("ended_by_customer").inc()
             this_browser = sid == current.sid
             response = JSONResponse({"ended": handle, "current": this_browser})

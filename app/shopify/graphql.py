@@ -81,11 +81,18 @@ class CustomerAccountAPI:
             await self._session.close()
 
     async def post(self, url: str, body: bytes, *, token: str, accept_language: str | None) -> GraphQLReply:
+        """A browser's GraphQL request, passed through (counted in `bff_graphql_requests_total`)."""
+        started = time.perf_counter()
+        reply = await self._send(url, body, token=token, accept_language=accept_language)
+        self._metrics.upstream_latency.labels("graphql").observe(time.perf_counter() - started)
+        self._metrics.proxied.labels(str(reply.status)).inc()
+        return reply
+
+    async def _send(self, url: str, body: bytes, *, token: str, accept_language: str | None) -> GraphQLReply:
         assert self._session is not None, "use CustomerAccountAPI inside `async with`"
         headers = {**self._headers, "Authorization": token}
         if accept_language:
             headers["Accept-Language"] = accept_language
-        started = time.perf_counter()
         try:
             async with (
                 asyncio.timeout(self._total_timeout),
@@ -96,8 +103,6 @@ class CustomerAccountAPI:
             raise UpstreamTimeout("The Customer Account API timed out.") from exc
         except aiohttp.ClientError as exc:
             raise UpstreamUnavailable("The Customer Account API is unreachable.") from exc
-        self._metrics.upstream_latency.labels("graphql").observe(time.perf_counter() - started)
-        self._metrics.proxied.labels(str(upstream.status)).inc()
         got = upstream.headers
         passed = [(ours, got[theirs].encode("latin-1")) for theirs, ours in _PASSED.items() if theirs in got]
         passed.append((b"content-type", got.get("content-type", "application/json").encode("latin-1")))
@@ -107,7 +112,7 @@ class CustomerAccountAPI:
         """The signed-in customer's `gid://shopify/Customer/<n>` (login keeps it: webhooks name customers by
         it); None when Shopify does not say, so the login goes on without it."""
         try:
-            reply = await self.post(url, _CUSTOMER_ID_QUERY, token=token, accept_language=None)
+            reply = await self._send(url, _CUSTOMER_ID_QUERY, token=token, accept_language=None)
             found = json.loads(reply.body)["data"]["customer"]["id"] if reply.status == 200 else None
         except (BFFError, ValueError, KeyError, TypeError) as exc:
             log.warning("the customer's id could not be fetched at login (%s)", type(exc).__name__)

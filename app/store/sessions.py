@@ -109,6 +109,8 @@ class Session:
     created_at: float
     customer_id: str = ""  # gid://shopify/Customer/<n>, fetched at login (webhooks name customers by it)
     user_agent: str = ""  # a summary such as "Chrome on Mac OS X", for the customer's list of sessions
+    # Carts this session's token was put on, newest first and bounded (app/carts.py): logout clears them.
+    carts: tuple[str, ...] = ()
     generation: int = 0
     ttl_ms: int = field(default=0, compare=False)
 

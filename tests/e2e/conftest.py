@@ -25,7 +25,16 @@ from devkit.demo_server import DEMO_DIR, DemoHandler
 from devkit.redis_server import free_port, wait_port
 from mock_shopify.app import create_app as create_mock_app
 from mock_shopify.config import MockConfig
-from tests.helpers import CLIENT_ID, CLIENT_SECRET, CSRF, SESSION_SECRET, ServerThread, create_app, load_settings
+from tests.helpers import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    CSRF,
+    SESSION_SECRET,
+    STOREFRONT_TOKEN,
+    ServerThread,
+    create_app,
+    load_settings,
+)
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # No network beyond loopback: no component updates, sync, field trials or QUIC probes.
@@ -101,6 +110,7 @@ def running_stack(redis_url: str) -> Iterator[Stack]:
         bff_post_logout_redirect_url=f"{demo_url}/",
         bff_session_secret=SESSION_SECRET,
         redis_url=redis_url,
+        shopify_storefront_token=STOREFRONT_TOKEN,
     )
     shop = ServerThread(create_mock_app(mock_config), shop_port).start()
     # With its lifespan: the BFF opens its Redis pool and HTTP clients there.
@@ -121,8 +131,9 @@ def running_stack(redis_url: str) -> Iterator[Stack]:
 
 @pytest.fixture
 def stack(running_stack: Stack) -> Stack:
-    """The stack with the stand-in back to fresh customers, tokens and knobs."""
+    """The stack with the stand-in back to fresh customers, tokens, carts and knobs."""
     running_stack.knob("reset")
+    running_stack.knob("storefront/reset")
     return running_stack
 
 

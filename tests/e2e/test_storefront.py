@@ -258,8 +258,8 @@ def test_the_storefront_sends_a_strict_csp_and_works_under_it(
         "script-src": ["'self'"],
         "style-src": ["'self'"],
         "img-src": ["'self'"],
-        # 'self': the stored .graphql documents; the BFF: /graphql.
-        "connect-src": ["'self'", stack.bff_url],
+        # 'self': the stored .graphql documents; the BFF: /graphql; the shop: its Storefront API.
+        "connect-src": ["'self'", stack.bff_url, stack.shop_url],
         "form-action": ["'self'", stack.bff_url, stack.shop_url],
         "base-uri": ["'none'"],
         "frame-ancestors": ["'none'"],
