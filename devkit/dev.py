@@ -33,6 +33,8 @@ def _secrets() -> dict[str, str]:
         "session_secret": secrets.token_urlsafe(48),
         # The stand-in's private Storefront token, which the BFF sends to enable the cart endpoints.
         "storefront_token": f"dev-shpat-{secrets.token_hex(16)}",
+        # Signs the stand-in's customer webhooks (deleting a customer at /_mock/customers/delete signs them out).
+        "webhook_secret": secrets.token_urlsafe(32),
     }
     if generated.keys() <= stored.keys():
         return stored
@@ -90,10 +92,13 @@ def main() -> None:
         "MOCK_SHOPIFY_REDIRECT_URI": f"{bff}/auth/callback",
         "MOCK_SHOPIFY_LOGOUT_URI": f"{demo}/",
         "MOCK_SHOPIFY_STOREFRONT_PRIVATE_TOKEN": creds["storefront_token"],
+        "MOCK_SHOPIFY_WEBHOOK_URL": f"{bff}/webhooks/shopify",
+        "MOCK_SHOPIFY_WEBHOOK_SECRET": creds["webhook_secret"],
         "SHOPIFY_SHOP_DOMAIN": shop,
         "SHOPIFY_CLIENT_ID": creds["client_id"],
         "SHOPIFY_CLIENT_SECRET": creds["client_secret"],
         "SHOPIFY_STOREFRONT_TOKEN": creds["storefront_token"],
+        "SHOPIFY_WEBHOOK_SECRET": creds["webhook_secret"],
         "BFF_PUBLIC_URL": bff,
         "BFF_ALLOWED_ORIGINS": demo,
         "BFF_POST_LOGOUT_REDIRECT_URL": f"{demo}/",

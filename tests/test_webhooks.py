@@ -229,7 +229,7 @@ async def test_the_sessions_list_shows_the_customers_own_devices_and_ends_one_fr
             assert [s["current"] for s in listed if s["device"].startswith("Chrome")] == [True]
             sid = laptop.cookies["bff_session"].rsplit(".", 1)[0]
             assert sid not in json.dumps(listed)
-            assert all(s["last_used_at"] % 60 == 0 and s["created_at"] > 0 for s in listed)
+            assert all(s["last_used_at"] >= s["created_at"] > 0 for s in listed)
 
             phone_handle = next(s["handle"] for s in listed if s["device"].startswith("Firefox"))
             refused = await laptop.post(f"/auth/sessions/{phone_handle}/end")  # no CSRF proof

@@ -27,8 +27,8 @@ router = APIRouter(prefix="/auth", tags=["auth"])
 COARSE = 60
 
 
-def _coarse(when: float | None) -> int | None:
-    return None if when is None else int(when // COARSE * COARSE)
+def _coarse(when: float | None, *, not_before: float) -> int | None:
+    return None if when is None else max(int(not_before), int(when // COARSE * COARSE))
 
 
 @router.get("/sessions", summary="The signed-in customer's sessions (devices)")
@@ -40,7 +40,7 @@ async def list_sessions(current: CurrentSession, sessions: Sessions) -> Response
         {
             "handle": session_handle(s.sid),
             "created_at": int(s.created_at),
-            "last_used_at": _coarse(sessions.last_used(s)),
+            "last_used_at": _coarse(sessions.last_used(s), not_before=s.created_at),
             "device": s.user_agent or "Unknown device",
             "current": s.sid == current.sid,
         }
