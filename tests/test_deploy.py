@@ -178,8 +178,8 @@ def healthcheck_command() -> list[str]:
 
 def test_dockerfile_runs_the_app_slim_and_unprivileged() -> None:
     stages = dockerfile_stages()
+    text = (ROOT / "Dockerfile").read_text()
     assert list(stages)[-1] == "runtime", "the default target (last stage) is the runtime image"
-    assert "ARG PYTHON_IMAGE=python:3.12-slim" in (ROOT / "Dockerfile").read_text()
     runtime_base = stages["runtime-base"]
     assert json.loads(instruction(runtime_base, "CMD")) == ["python", "-m", "app", "serve"]
     assert instruction(runtime_base, "EXPOSE") == "8000"
@@ -188,8 +188,12 @@ def test_dockerfile_runs_the_app_slim_and_unprivileged() -> None:
     assert instruction(runtime_base, "USER") == "10001:10001"
     command = healthcheck_command()
     assert command[:2] == ["python", "-c"] and "/healthz" in command[2]
-    # Only app/ goes into the runtime image; the stand-in's source only into `dev`.
-    assert ("RUN", "pip install .") in stages["build"]
+    # Only app/ goes into the runtime image; the stand-in's source only into `dev`. Everything pip installs is
+    # in the hash-checked lock (the build backend too), and the registry base is pinned by digest.
+    assert ("RUN", "pip install --require-hashes -r runtime.lock") in stages["build"]
+    assert ("RUN", "pip install --no-deps --no-build-isolation .") in stages["build"]
+    assert re.search(r"^ARG PYTHON_IMAGE=python:3\.12-slim@sha256:[0-9a-f]{64}$", text, flags=re.MULTILINE)
+    assert not text.startswith("# syntax="), "a syntax line pulls an unpinned frontend image"
     assert ("COPY", "--from=build /opt/venv /opt/venv") in stages["runtime"]
     assert ("COPY", "--from=build /opt/venv /opt/venv") in stages["dev"]
     assert ("COPY", "mock_shopify /opt/standin/mock_shopify") in stages["dev"]
@@ -232,6 +236,8 @@ def dockerignored(path: str) -> bool:
         ("app/__pycache__/main.cpython-312.pyc", True),
         ("pyproject.toml", False),
         ("README.md", False),
+        ("requirements/runtime.lock", False),
+        ("requirements/dev.lock", True),
         ("app/main.py", False),
         ("mock_shopify/app.py", False),
     ],
