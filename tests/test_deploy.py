@@ -64,7 +64,9 @@ def compose(tmp_path: Path) -> Iterator[Compose]:
     empty.write_text("")
 
     def config(variables: dict[str, str], *args: str, env_file: Path = empty) -> subprocess.CompletedProcess[str]:
-        command = [binary, "-f", str(ROOT / "docker-compose.yml"), "--env-file", str(env_file), *args, "config"]
+        # The two files `docker compose` reads by default in the checkout.
+        files = ["-f", str(ROOT / "docker-compose.yml"), "-f", str(ROOT / "docker-compose.override.yml")]
+        command = [binary, *files, "--env-file", str(env_file), *args, "config"]
         return run(command, cwd=tmp_path, env={"HOME": str(tmp_path), **variables}, inherit_env=False)
 
     yield config
@@ -103,6 +105,7 @@ def test_compose_file_is_valid_and_wires_bff_to_redis(compose: Compose, monkeypa
     assert settings.bff_session_secret.get_secret_value() == PRODUCTION_VALUES["BFF_SESSION_SECRET"]
     assert bff["depends_on"] == {"redis": {"condition": "service_healthy"}}
     assert {"published": 8000, "target": 8000} in bff["ports"]
+    assert bff["read_only"] is True
     assert bff["build"]["target"] == "runtime"
     assert redis["image"] == "redis:7-alpine"
     assert redis["command"][-2:] == ["--appendonly", "yes"]
@@ -192,7 +195,7 @@ def test_dockerfile_runs_the_app_slim_and_unprivileged() -> None:
     # in the hash-checked lock (the build backend too), and the registry base is pinned by digest.
     assert ("RUN", "pip install --require-hashes -r runtime.lock") in stages["build"]
     assert ("RUN", "pip install --no-deps --no-build-isolation .") in stages["build"]
-    assert re.search(r"^ARG PYTHON_IMAGE=python:3\.12-slim@sha256:[0-9a-f]{64}$", text, flags=re.MULTILINE)
+    assert re.search(r"^FROM \$\{PYTHON_IMAGE:-python:3\.12-slim@sha256:[0-9a-f]{64}\} AS base$", text, flags=re.M)
     assert not text.startswith("# syntax="), "a syntax line pulls an unpinned frontend image"
     assert ("COPY", "--from=build /opt/venv /opt/venv") in stages["runtime"]
     assert ("COPY", "--from=build /opt/venv /opt/venv") in stages["dev"]
