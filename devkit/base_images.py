@@ -5,6 +5,7 @@ TLS-inspecting proxy may need) for the Dockerfile's PYTHON_IMAGE, and `redis` (D
 redis-cli). Each rootfs is cached as a tarball named by a hash of everything that goes into it (suite, apt mirror,
 packages, CA bundle, this recipe's version) in `cache_dir()`, outside any checkout, so only a machine's first run
 pays for debootstrap (about 40 s a base); an import takes about 2 s. Delete the cache to take newer packages.
+`python -m devkit.base_images` (root) imports both into the engine at DOCKER_HOST and prints their tags.
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from devkit.docker_engine import Engine, EngineError, tail
+from devkit.docker_engine import Engine, EngineError, running_engine, tail
+from devkit.pip_index import host_pip_cert
 
 RECIPE_VERSION = 1  # bump when what goes into a rootfs changes in a way the key does not see
 SUITE = "bookworm"
@@ -50,6 +53,12 @@ class Base:
 
 def python_base(ca_bundle: Path | None) -> Base:
     return Base("python", ("python3", "python3-venv", "ca-certificates"), ca_bundle)
+
+
+def trusted_ca_bundle() -> Path | None:
+    """The CA bundle pip trusts here: its `cert` setting, else the system's (Debian's path)."""
+    system = Path("/etc/ssl/certs/ca-certificates.crt")
+    return host_pip_cert() or (system if system.is_file() else None)
 
 
 REDIS = Base("redis", ("redis-server",))
@@ -136,3 +145,21 @@ def import_base(engine: Engine, base: Base, mirror: str) -> str:
         changes = [arg for env in IMAGE_ENV for arg in ("--change", f"ENV {env}")]
         engine.docker("import", *changes, str(rootfs_tarball(base, mirror)), tag, timeout=300)
     return tag
+
+
+def main() -> None:
+    """`python -m devkit.base_images`: both bases into the engine at DOCKER_HOST; prints their tags as variables."""
+    engine = running_engine()
+    if engine is None:
+        sys.exit("no Docker engine answers at DOCKER_HOST (or /var/run/docker.sock)")
+    mirror = apt_mirror()
+    try:
+        python = import_base(engine, python_base(trusted_ca_bundle()), mirror)
+        redis = import_base(engine, REDIS, mirror)
+    except (BaseImageError, EngineError) as error:
+        sys.exit(str(error))
+    print(f"PYTHON_IMAGE={python}\nREDIS_IMAGE={redis}")  # noqa: T201
+
+
+if __name__ == "__main__":
+    main()

@@ -26,9 +26,9 @@ from typing import Any
 import httpx
 import pytest
 
-from devkit.base_images import REDIS, apt_mirror, cached, import_base, python_base, rootfs_tarball
+from devkit.base_images import REDIS, apt_mirror, cached, import_base, python_base, rootfs_tarball, trusted_ca_bundle
 from devkit.docker_engine import Engine, EngineError, docker_engine, why_no_engine
-from devkit.pip_index import BUILD_ARGS, host_pip_cert, pip_build_args
+from devkit.pip_index import BUILD_ARGS, pip_build_args
 from devkit.redis_server import free_port
 from tests.helpers import EMAIL, ROOT, Launcher, Shop, bff_environment, browser, eventually, gql, login, shop_at
 
@@ -39,7 +39,6 @@ COMPOSE_TAG = "customer-account-bff:compose-test"
 REGISTRY_REDIS = "redis:7-alpine"  # docker-compose.yml's
 GRACE = 25  # docker-compose.yml's stop_grace_period; `docker stop -t` gets the same
 READY_TIMEOUT = 60.0
-SYSTEM_CA = Path("/etc/ssl/certs/ca-certificates.crt")
 
 
 @dataclass(frozen=True)
@@ -68,7 +67,7 @@ def base_images(engine: Engine) -> tuple[str | None, str]:
             pytest.fail(f"{error}\nNo registry? BFF_IMAGE_BASES=local builds the bases here with debootstrap.")
         return None, REGISTRY_REDIS
     mirror = apt_mirror()
-    python = python_base(host_pip_cert() or (SYSTEM_CA if SYSTEM_CA.is_file() else None))
+    python = python_base(trusted_ca_bundle())
     missing = [base for base in (python, REDIS) if not cached(base, mirror).exists()]
     if missing and shutil.which("debootstrap") is None:
         pytest.skip("no registry, and no debootstrap to build base images with (apt-get install debootstrap)")
