@@ -1,24 +1,39 @@
-# syntax=docker/dockerfile:1
 # The BFF's image. `docker build -t customer-account-bff .` builds `runtime` (the last stage, the default);
 # `--target dev` is the same image plus the Shopify stand-in (`python -m mock_shopify`) for compose's dev profile.
+# No `# syntax=` line: it would pull an unpinned frontend image; the builder's own one parses this file.
 
-ARG PYTHON_IMAGE=python:3.12-slim
+# Pinned by digest: the tag says what it is, the digest decides what is pulled. This is the multi-platform index
+# of python:3.12-slim (Python 3.12.13, Debian trixie) as docker-library/repo-info records it. To move it, take
+# the new digest from `docker buildx imagetools inspect python:3.12-slim` (or repo-info). Without a registry,
+# pass a base built locally: `--build-arg PYTHON_IMAGE=...` (README -> Docker image). The default sits in FROM,
+# not in ARG, so an empty value (compose passes one for an unset variable) means the default too.
+ARG PYTHON_IMAGE
 
-FROM ${PYTHON_IMAGE} AS base
+FROM ${PYTHON_IMAGE:-python:3.12-slim@sha256:646fb0bca3dd3ea1bcc6feb72c17ed16eed6e10cffc732fcc1478bd3e7f02d7b} AS base
 ENV PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
 
-# --- build: a venv with the package and its runtime dependencies; the sources stay in this stage ---
+# --- build: a venv with the locked dependencies and the package; the sources stay in this stage ---
 FROM base AS build
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
+# Where pip looks (unset: PyPI). A mirror, or a machine's own indexes, come in as build args; the lock's hashes
+# decide what is installed wherever it comes from.
+ARG PIP_INDEX_URL
+ARG PIP_EXTRA_INDEX_URL
+ARG PIP_FIND_LINKS
+ARG PIP_TRUSTED_HOST
+# The lock alone first, so a change to app/ reuses this layer. `make lock` refreshes it.
+COPY requirements/runtime.lock ./
+RUN pip install --require-hashes -r runtime.lock
 COPY pyproject.toml README.md ./
 COPY app ./app
 # A non-editable install builds a wheel and installs it (compiled .pyc included), so nothing here runs from /src.
-# The wheel holds app/ only: the Shopify stand-in never reaches the runtime image.
-RUN pip install .
+# The wheel holds app/ only: the Shopify stand-in never reaches the runtime image. Its dependencies and its build
+# backend (setuptools) are installed already, from the lock, so nothing unhashed is downloaded here.
+RUN pip install --no-deps --no-build-isolation .
 
 # --- what runs: the slim base, the venv, an unprivileged user ---
 FROM base AS runtime-base

@@ -3,14 +3,19 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
+LOCK   := requirements/dev.lock
 
-.PHONY: dev test lint bench clean
+.PHONY: dev test lint bench lock clean
 
-$(STAMP): pyproject.toml
+# The newest pip (the installer only), exactly the locked versions (hash-checked), then the project itself on top,
+# built with the locked setuptools.
+$(STAMP): pyproject.toml $(LOCK)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required (found " + sys.version.split()[0] + ")")'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -U pip
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	$(PY) -m pip install -q --disable-pip-version-check --require-hashes -r $(LOCK)
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@$(PY) -m pip check >/dev/null || { $(PY) -m pip check; echo "$(LOCK) is behind pyproject.toml: run make lock"; exit 1; }
 	@touch $(STAMP)
 
 dev: $(STAMP)  ## run the BFF + Shopify stand-in + demo storefront on localhost
@@ -26,6 +31,9 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench.run
+
+lock: $(STAMP)  ## refresh requirements/*.lock from pyproject.toml (UPGRADE=1: the newest versions allowed)
+	$(PY) -m devkit.lock $(if $(UPGRADE),--upgrade)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -431,6 +431,22 @@ def bff_command(port: int) -> list[str]:
     return python("-m", "app", "serve", "--host", "127.0.0.1", "--port", str(port))
 
 
+def bff_environment(port: int, shop_url: str) -> dict[str, str]:
+    """The settings of a BFF on 127.0.0.1:`port` registered with the stand-in at `shop_url`, but REDIS_URL."""
+    return {
+        "SHOPIFY_SHOP_DOMAIN": shop_url,
+        "SHOPIFY_CLIENT_ID": CLIENT_ID,
+        "SHOPIFY_CLIENT_SECRET": CLIENT_SECRET,
+        "BFF_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "BFF_ALLOWED_ORIGINS": STOREFRONT,
+        "BFF_POST_LOGOUT_REDIRECT_URL": LOGOUT_URL,
+        "BFF_SESSION_SECRET": SESSION_SECRET,
+        "BFF_UPSTREAM_CONNECT_TIMEOUT": "1",
+        "BFF_UPSTREAM_READ_TIMEOUT": "2",
+        "BFF_WORKERS": "1",
+    }
+
+
 @dataclass
 class Deployment:
     """One stand-in and the BFF processes registered with it."""
@@ -465,20 +481,7 @@ class Launcher:
 
     def bff(self, port: int, shop_url: str, redis_url: str, **env: str) -> Process:
         """`python -m app serve`, the image's command, with settings from the environment only."""
-        settings = {
-            "SHOPIFY_SHOP_DOMAIN": shop_url,
-            "SHOPIFY_CLIENT_ID": CLIENT_ID,
-            "SHOPIFY_CLIENT_SECRET": CLIENT_SECRET,
-            "BFF_PUBLIC_URL": f"http://127.0.0.1:{port}",
-            "BFF_ALLOWED_ORIGINS": STOREFRONT,
-            "BFF_POST_LOGOUT_REDIRECT_URL": LOGOUT_URL,
-            "BFF_SESSION_SECRET": SESSION_SECRET,
-            "REDIS_URL": redis_url,
-            "BFF_UPSTREAM_CONNECT_TIMEOUT": "1",
-            "BFF_UPSTREAM_READ_TIMEOUT": "2",
-            "BFF_WORKERS": "1",
-            **env,
-        }
+        settings = {**bff_environment(port, shop_url), "REDIS_URL": redis_url, **env}
         child = Process(f"bff-{port}", bff_command(port), port=port, workdir=self.workdir, env=settings)
         self.children.append(child)
         return child.start()

@@ -64,7 +64,9 @@ def compose(tmp_path: Path) -> Iterator[Compose]:
     empty.write_text("")
 
     def config(variables: dict[str, str], *args: str, env_file: Path = empty) -> subprocess.CompletedProcess[str]:
-        command = [binary, "-f", str(ROOT / "docker-compose.yml"), "--env-file", str(env_file), *args, "config"]
+        # The two files `docker compose` reads by default in the checkout.
+        files = ["-f", str(ROOT / "docker-compose.yml"), "-f", str(ROOT / "docker-compose.override.yml")]
+        command = [binary, *files, "--env-file", str(env_file), *args, "config"]
         return run(command, cwd=tmp_path, env={"HOME": str(tmp_path), **variables}, inherit_env=False)
 
     yield config
@@ -103,6 +105,7 @@ def test_compose_file_is_valid_and_wires_bff_to_redis(compose: Compose, monkeypa
     assert settings.bff_session_secret.get_secret_value() == PRODUCTION_VALUES["BFF_SESSION_SECRET"]
     assert bff["depends_on"] == {"redis": {"condition": "service_healthy"}}
     assert {"published": 8000, "target": 8000} in bff["ports"]
+    assert bff["read_only"] is True
     assert bff["build"]["target"] == "runtime"
     assert redis["image"] == "redis:7-alpine"
     assert redis["command"][-2:] == ["--appendonly", "yes"]
@@ -178,8 +181,8 @@ def healthcheck_command() -> list[str]:
 
 def test_dockerfile_runs_the_app_slim_and_unprivileged() -> None:
     stages = dockerfile_stages()
+    text = (ROOT / "Dockerfile").read_text()
     assert list(stages)[-1] == "runtime", "the default target (last stage) is the runtime image"
-    assert "ARG PYTHON_IMAGE=python:3.12-slim" in (ROOT / "Dockerfile").read_text()
     runtime_base = stages["runtime-base"]
     assert json.loads(instruction(runtime_base, "CMD")) == ["python", "-m", "app", "serve"]
     assert instruction(runtime_base, "EXPOSE") == "8000"
@@ -188,8 +191,12 @@ def test_dockerfile_runs_the_app_slim_and_unprivileged() -> None:
     assert instruction(runtime_base, "USER") == "10001:10001"
     command = healthcheck_command()
     assert command[:2] == ["python", "-c"] and "/healthz" in command[2]
-    # Only app/ goes into the runtime image; the stand-in's source only into `dev`.
-    assert ("RUN", "pip install .") in stages["build"]
+    # Only app/ goes into the runtime image; the stand-in's source only into `dev`. Everything pip installs is
+    # in the hash-checked lock (the build backend too), and the registry base is pinned by digest.
+    assert ("RUN", "pip install --require-hashes -r runtime.lock") in stages["build"]
+    assert ("RUN", "pip install --no-deps --no-build-isolation .") in stages["build"]
+    assert re.search(r"^FROM \$\{PYTHON_IMAGE:-python:3\.12-slim@sha256:[0-9a-f]{64}\} AS base$", text, flags=re.M)
+    assert not text.startswith("# syntax="), "a syntax line pulls an unpinned frontend image"
     assert ("COPY", "--from=build /opt/venv /opt/venv") in stages["runtime"]
     assert ("COPY", "--from=build /opt/venv /opt/venv") in stages["dev"]
     assert ("COPY", "mock_shopify /opt/standin/mock_shopify") in stages["dev"]
@@ -232,6 +239,8 @@ def dockerignored(path: str) -> bool:
         ("app/__pycache__/main.cpython-312.pyc", True),
         ("pyproject.toml", False),
         ("README.md", False),
+        ("requirements/runtime.lock", False),
+        ("requirements/dev.lock", True),
         ("app/main.py", False),
         ("mock_shopify/app.py", False),
     ],
