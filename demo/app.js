@@ -1,5 +1,5 @@
-// The demo storefront: a signed-in customer's profile, orders and default address, all through the BFF, and a
-// cart made with the Storefront API's public token, as any storefront makes one.
+// The demo storefront: a signed-in customer's profile, orders, default address and devices, all through the
+// BFF, and a cart made with the Storefront API's public token, as any storefront makes one.
 // No customer token ever reaches this page: the BFF holds them, and the browser only carries its HttpOnly session
 // cookie. Checkout goes through the BFF, which puts the signed-in customer on the cart server-side.
 // Every piece of data goes into the DOM as text (textContent / Text nodes), never as HTML.
@@ -26,7 +26,12 @@ class SessionEnded extends Error {
   }
 }
 
-class ServiceError extends Error {}
+class ServiceError extends Error {
+  constructor(message, code) {
+    super(message);
+    this.code = code;
+  }
+}
 
 // --- Talking to the BFF ---------------------------------------------------------------------------
 
@@ -55,15 +60,21 @@ function storedDocument(path) {
 
 const graphqlDocument = (name) => storedDocument(`/graphql/${name}.graphql`);
 
-async function graphql(name, variables) {
-  const query = await graphqlDocument(name);
-  const res = await bff("/graphql", { method: "POST", body: JSON.stringify({ query, variables }) });
+// A BFF call's JSON body; a 401 is SessionEnded, any other failure a ServiceError carrying the BFF's error code.
+async function bffJson(path, options) {
+  const res = await bff(path, options);
   const body = await res.json().catch(() => ({}));
   if (res.status === 401) throw new SessionEnded(body.error || "not_authenticated");
   if (!res.ok) {
     const reason = body.detail || `The account service answered HTTP ${res.status}.`;
-    throw new ServiceError(`${reason}${body.error ? ` (${body.error})` : ""}`);
+    throw new ServiceError(`${reason}${body.error ? ` (${body.error})` : ""}`, body.error);
   }
+  return body;
+}
+
+async function graphql(name, variables) {
+  const query = await graphqlDocument(name);
+  const body = await bffJson("/graphql", { method: "POST", body: JSON.stringify({ query, variables }) });
   if (Array.isArray(body.errors) && body.errors.length) throw new ServiceError(body.errors[0].message);
   return body.data;
 }
@@ -108,8 +119,24 @@ function money({ amount, currencyCode }) {
   return new Intl.NumberFormat(undefined, { style: "currency", currency: currencyCode }).format(Number(amount));
 }
 
-function date(iso) {
-  return new Intl.DateTimeFormat(undefined, { dateStyle: "medium" }).format(new Date(iso));
+function date(when, options = { dateStyle: "medium" }) {
+  return new Intl.DateTimeFormat(undefined, options).format(new Date(when));
+}
+
+const RELATIVE_UNITS = [
+  ["day", 86400],
+  ["hour", 3600],
+  ["minute", 60],
+];
+
+// "3 minutes ago", "yesterday"; under a minute is "just now" (the BFF's times are only exact to the minute).
+function ago(unixSeconds) {
+  const elapsed = Date.now() / 1000 - unixSeconds;
+  const relative = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
+  for (const [unit, size] of RELATIVE_UNITS) {
+    if (elapsed >= size) return relative.format(-Math.floor(elapsed / size), unit);
+  }
+  return "just now";
 }
 
 function humanize(status) {
@@ -206,6 +233,84 @@ function renderOrders(orders) {
   $("orders-count").textContent = orders.length === 1 ? "1 order" : `${orders.length} orders`;
 }
 
+// --- The customer's devices (their sessions) ----------------------------------------------------------
+
+function devicesError(message) {
+  $("devices-error").textContent = message;
+  $("devices-error").hidden = !message;
+}
+
+function renderDevice(session) {
+  const times = [`Signed in ${date(session.created_at * 1000, { dateStyle: "medium", timeStyle: "short" })}`];
+  if (session.current) times.push("active now");
+  else if (session.last_used_at != null) times.push(`last active ${ago(session.last_used_at)}`);
+  // This browser's own entry is the ordinary sign-out (the header's form, so the shop's logout runs too).
+  const signOut = el(
+    "button",
+    {
+      class: "button button-secondary button-small",
+      type: session.current ? "submit" : "button",
+      form: session.current ? "sign-out-form" : null,
+      "data-testid": "device-sign-out",
+    },
+    "Sign out",
+  );
+  if (!session.current) signOut.addEventListener("click", () => endDevice(session.handle, signOut));
+  return el(
+    "li",
+    { class: "device", "data-testid": "device", "data-current": session.current ? "true" : null },
+    el(
+      "div",
+      { class: "device-main" },
+      el(
+        "span",
+        { class: "device-title" },
+        el("span", { class: "device-name", "data-testid": "device-name" }, session.device),
+        session.current
+          ? el("span", { class: "badge badge-success", "data-testid": "device-current" }, "This device")
+          : null,
+      ),
+      el("span", { class: "muted", "data-testid": "device-times" }, times.join(" · ")),
+    ),
+    signOut,
+  );
+}
+
+function renderDevices(sessions) {
+  $("devices").replaceChildren(...sessions.map(renderDevice));
+  const count = sessions.length;
+  $("devices-count").textContent = count === 1 ? "1 device" : count ? `${count} devices` : "";
+}
+
+async function loadDevices() {
+  try {
+    const { sessions } = await bffJson("/auth/sessions");
+    devicesError("");
+    renderDevices(sessions);
+  } catch (error) {
+    if (error instanceof SessionEnded) return sessionEnded();
+    devicesError(error instanceof ServiceError ? error.message : "Could not reach the account service.");
+  }
+}
+
+async function endDevice(handle, button) {
+  button.disabled = true;
+  button.textContent = "Signing out…";
+  devicesError("");
+  try {
+    await bffJson(`/auth/sessions/${encodeURIComponent(handle)}/end`, { method: "POST" });
+  } catch (error) {
+    if (error instanceof SessionEnded) return sessionEnded();
+    // Already gone (signed out there, or expired): the fresh list below says so; anything else is an error.
+    if (error.code !== "session_not_found") {
+      button.disabled = false;
+      button.textContent = "Sign out";
+      return devicesError(error instanceof ServiceError ? error.message : "Could not reach the account service.");
+    }
+  }
+  await loadDevices();
+}
+
 // --- Session states -----------------------------------------------------------------------------------
 
 function hideNotices() {
@@ -230,6 +335,8 @@ async function loadAccount() {
   hideNotices();
   show("loading");
   signedIn = false;
+  renderDevices([]);
+  devicesError("");
   try {
     const { customer } = await graphql("customer");
     renderProfile(customer);
@@ -237,6 +344,7 @@ async function loadAccount() {
     renderOrders(customer.orders.nodes);
     signedIn = true;
     show("signed-in");
+    loadDevices();
   } catch (error) {
     if (error instanceof SessionEnded) {
       // No session cookie at all is the ordinary signed-out visitor; a cookie whose session ended is not.

@@ -152,20 +152,44 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
         browser.close()
 
 
+CONTEXT_DEFAULTS: dict[str, Any] = {
+    "locale": "en-US",
+    "timezone_id": "UTC",
+    "viewport": {"width": 1280, "height": 860},
+    "device_scale_factor": 1,
+}
+
+
 @pytest.fixture
-def context(browser: Browser, running_stack: Stack) -> Iterator[BrowserContext]:
-    """A fresh browser profile per test (no cookies), with a fixed locale and clock zone for stable text."""
-    context = browser.new_context(
-        locale="en-US", timezone_id="UTC", viewport={"width": 1280, "height": 860}, device_scale_factor=1
-    )
-    context.set_default_timeout(10_000)
-    try:
-        yield context
-    finally:
+def context_options() -> dict[str, Any]:
+    """Extra `new_context` options for the `context` fixture; a test module overrides this (e.g. `user_agent`)."""
+    return {}
+
+
+@pytest.fixture
+def new_context(browser: Browser, running_stack: Stack) -> Iterator[Callable[..., BrowserContext]]:
+    """Opens fresh browser profiles (no cookies; a fixed locale and clock zone for stable text): a second
+    "device" for the same customer is `new_context(user_agent=...)`. Each is signed out and closed after the test."""
+    opened: list[BrowserContext] = []
+
+    def open_context(**options: Any) -> BrowserContext:
+        context = browser.new_context(**{**CONTEXT_DEFAULTS, **options})
+        context.set_default_timeout(10_000)
+        opened.append(context)
+        return context
+
+    yield open_context
+    for context in opened:
         # Sign out through the BFF, so no session outlives the test in the Redis the rest of the suite shares.
         logout = f"{running_stack.bff_url}/auth/logout"
         context.request.post(logout, headers={**CSRF, "Accept": "application/json"}, max_redirects=0)
         context.close()
+
+
+@pytest.fixture
+def context(new_context: Callable[..., BrowserContext], context_options: dict[str, Any]) -> BrowserContext:
+    """The test's browser profile."""
+    return new_context(**context_options)
 
 
 # Run before the page's own scripts and outside its CSP: every violation the page sees becomes a console line,
@@ -187,24 +211,31 @@ def csp_violations() -> list[str]:
     return []
 
 
+def watch_csp(page: Page, violations: list[str]) -> Page:
+    """`page`, with every CSP violation it reports appended to `violations` (pass `csp_violations` to fail the
+    test on them, as the `page` fixture does)."""
+    page.add_init_script(REPORT_CSP_VIOLATIONS)
+    page.on("console", lambda message: violations.append(message.text) if is_csp_violation(message) else None)
+    return page
+
+
 @pytest.fixture
 def page(context: BrowserContext, csp_violations: list[str]) -> Iterator[Page]:
     """A tab that fails the test on any CSP violation: the demo must work under its policy, not around it."""
-    page = context.new_page()
-    page.add_init_script(REPORT_CSP_VIOLATIONS)
-    page.on("console", lambda message: csp_violations.append(message.text) if is_csp_violation(message) else None)
+    page = watch_csp(context.new_page(), csp_violations)
     yield page
     assert not csp_violations, csp_violations
 
 
 @pytest.fixture
-def screenshot(page: Page) -> Callable[[str], Path]:
-    """`screenshot("03-signed-in")` saves the whole page to test-artifacts/e2e/03-signed-in.png."""
+def screenshot(page: Page) -> Callable[..., Path]:
+    """`screenshot("03-signed-in")` saves the whole page to test-artifacts/e2e/03-signed-in.png;
+    `screenshot("15-other", of=other_page)` another tab's."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
 
-    def take(name: str) -> Path:
+    def take(name: str, *, of: Page | None = None) -> Path:
         path = ARTIFACTS / f"{name}.png"
-        page.screenshot(path=str(path), full_page=True, animations="disabled")
+        (of or page).screenshot(path=str(path), full_page=True, animations="disabled")
         return path
 
     return take
