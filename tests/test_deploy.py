@@ -140,6 +140,9 @@ def test_compose_dev_profile_runs_the_stand_in_with_settings_the_app_accepts(
         "MOCK_SHOPIFY_CLIENT_SECRET": bff["SHOPIFY_CLIENT_SECRET"],
         "MOCK_SHOPIFY_REDIRECT_URI": f"{bff['BFF_PUBLIC_URL']}/auth/callback",
         "MOCK_SHOPIFY_LOGOUT_URI": bff["BFF_POST_LOGOUT_REDIRECT_URL"],
+        # The stand-in's customer webhooks reach the BFF, signed with the secret it checks.
+        "MOCK_SHOPIFY_WEBHOOK_URL": f"{bff['BFF_PUBLIC_URL']}/webhooks/shopify",
+        "MOCK_SHOPIFY_WEBHOOK_SECRET": bff["SHOPIFY_WEBHOOK_SECRET"],
     }
     assert load_container_settings(bff, monkeypatch).shop_origin == "http://localhost:9000"
     # The dev session secret is a placeholder on purpose: outside dev mode the BFF refuses to start with it.
