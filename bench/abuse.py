@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import multiprocessing
 import statistics
 import time
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 import httpx
@@ -36,6 +38,7 @@ class AbuseResult:
     attack_requests: int
     attack_statuses: dict[int, int]
     attack_body_bytes: int
+    attack_rate: float | None  # requests/s the attacker was paced at; None: as fast as answers come (a flood)
 
     @property
     def slowdown(self) -> float:
@@ -58,34 +61,64 @@ async def _victim(http: aiohttp.ClientSession, url: str, cookie: str, requests: 
     return latencies
 
 
-async def abuse(bff_url: str, *, victim_requests: int = 100, attackers: int = 8) -> AbuseResult:
-    """The victim's sequential /graphql latency alone, then with `attackers` concurrent attack loops.
+def _attack(
+    url: str, cookie: str, body: str, attackers: int, rate: float | None, running: Any, stop: Any, out: Any
+) -> None:
+    """The attacker, in a process of its own: its event loop must not slow the victim's client down, or the
+    benchmark would measure the load generator instead of the BFF."""
+
+    async def main() -> Counter[int]:
+        statuses: Counter[int] = Counter()
+        headers = {"Cookie": cookie, "X-CSRF": "1", "Content-Type": "application/json"}
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
+            interval = attackers / rate if rate else 0.0
+
+            async def loop() -> None:
+                while not stop.is_set():
+                    started = time.monotonic()
+                    async with http.post(url, data=body, headers=headers) as response:
+                        await response.read()
+                        statuses[response.status] += 1
+                    if interval:
+                        await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
+
+            tasks = [asyncio.ensure_future(loop()) for _ in range(attackers)]
+            await asyncio.sleep(0.5)  # full speed before the victim measures
+            running.set()
+            await asyncio.gather(*tasks)
+        return statuses
+
+    out.put(dict(asyncio.run(main())))
+
+
+async def abuse(
+    bff_url: str, *, victim_requests: int = 100, attackers: int = 8, rate: float | None = None
+) -> AbuseResult:
+    """The victim's sequential /graphql latency alone, then with `attackers` concurrent attack loops running in
+    another process, together at most `rate` requests/s (None: each loop sends as soon as it has its answer).
 
     The victim's own requests (warm-up included) stay under the default 300/minute session limit.
     """
     async with httpx.AsyncClient(follow_redirects=False, timeout=30) as browser:
-        victim = await log_in(browser, bff_url, "victim@example.com")
-        attacker = await log_in(browser, bff_url, "attacker@example.com")
+        victim = await log_in(browser, bff_url, f"victim-{rate}@example.com")
+        attacker = await log_in(browser, bff_url, f"attacker-{rate}@example.com")
     url = f"{bff_url}/graphql"
     body = attack_body()
-    statuses: Counter[int] = Counter()
+    spawn = multiprocessing.get_context("spawn")
+    running, stop, out = spawn.Event(), spawn.Event(), spawn.Queue()
     async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
         await _victim(http, url, victim, 10)  # warm-up
         alone = await _victim(http, url, victim, victim_requests)
-        stop = asyncio.Event()
-        headers = {"Cookie": attacker, "X-CSRF": "1", "Content-Type": "application/json"}
-
-        async def attack() -> None:
-            while not stop.is_set():
-                async with http.post(url, data=body, headers=headers) as response:
-                    await response.read()
-                    statuses[response.status] += 1
-
-        loops = [asyncio.ensure_future(attack()) for _ in range(attackers)]
-        await asyncio.sleep(0.5)  # let the attack reach full speed before measuring
-        attacked = await _victim(http, url, victim, victim_requests)
-        stop.set()
-        await asyncio.gather(*loops)
+        process = spawn.Process(target=_attack, args=(url, attacker, body, attackers, rate, running, stop, out))
+        process.start()
+        try:
+            if not await asyncio.to_thread(running.wait, 30):
+                raise RuntimeError("the attacker process did not start")
+            attacked = await _victim(http, url, victim, victim_requests)
+        finally:
+            stop.set()
+        statuses: dict[int, int] = await asyncio.to_thread(out.get, True, 30)
+        await asyncio.to_thread(process.join, 10)
     return AbuseResult(
         victim_requests=victim_requests,
         attackers=attackers,
@@ -93,6 +126,7 @@ async def abuse(bff_url: str, *, victim_requests: int = 100, attackers: int = 8)
         attacked_median_ms=statistics.median(attacked),
         attacked_p90_ms=statistics.quantiles(attacked, n=10)[-1],
         attack_requests=sum(statuses.values()),
-        attack_statuses=dict(statuses),
+        attack_statuses=statuses,
         attack_body_bytes=len(body),
+        attack_rate=rate,
     )

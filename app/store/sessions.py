@@ -34,6 +34,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -51,6 +52,7 @@ log = logging.getLogger("bff.sessions")
 
 INDEX_PRUNE_AT = 20
 TAG_LENGTH = 16
+REFUSALS_KEPT = 10_000
 WEBHOOK_MEMORY_MS = 7 * 24 * 3600 * 1000  # Shopify retries a delivery for up to 4 hours; remember ids a week
 
 # A session is one string, `{absolute deadline ms}:{generation}:{encrypted record}`: a plain string costs
@@ -234,6 +236,9 @@ class SessionStore:
         self._slack_ms = min(60_000, self._idle_ms // 100)
         self._read: Any = redis.hot_script(SESSION_READ_SCRIPT)
         self._ready = redis.ready
+        # Sessions this process saw go over a limit, until the window ends: a flood from one of them is
+        # then refused without a Redis round trip (the counter in Redis already says no, for every process).
+        self._refused: dict[str, tuple[float, str]] = {}
         self._replace: Any = self._redis.register_script(_REPLACE)
         self._reencrypt: Any = self._redis.register_script(_REENCRYPT)
         self._end_by_id: Any = self._redis.register_script(_END_BY_ID)
@@ -277,6 +282,9 @@ class SessionStore:
         the limit.
         """
         now = self._clock()
+        refused = self._refused.get(sid)
+        if refused is not None and now < refused[0]:
+            raise RateLimited(refused[1], headers={"Retry-After": str(max(1, math.ceil(refused[0] - now)))})
         window = rates.session.window(now)
         per_customer = rates.customer.window(now)
         customer_key = _customer_rate_key(sid, per_customer.index)
@@ -301,8 +309,11 @@ class SessionStore:
         if len(values) == 3:
             if values[2] == b"1":
                 detail, left = "Too many requests for this session.", window.seconds_left
+                ends = (window.index + 1) * rates.session.period
             else:
                 detail, left = "Too many requests for this customer, across their sessions.", per_customer.seconds_left
+                ends = (per_customer.index + 1) * rates.customer.period
+            self._remember_refusal(sid, now, ends, detail)
             raise RateLimited(detail, headers={"Retry-After": str(left)})
         raw = values[0]
         deadline, generation, blob = raw.split(b":", 2)
@@ -314,6 +325,13 @@ class SessionStore:
                 sid, raw, b"%s:%s:%s" % (deadline, generation, self._cipher.encrypt(plain, sid.encode()))
             )
         return Session(sid=sid, generation=int(generation), ttl_ms=int(values[1]), **json.loads(plain))
+
+    def _remember_refusal(self, sid: str, now: float, ends: float, detail: str) -> None:
+        if len(self._refused) >= REFUSALS_KEPT:  # bounded: expired entries go first, then all of them
+            self._refused = {k: v for k, v in self._refused.items() if v[0] > now}
+            if len(self._refused) >= REFUSALS_KEPT:
+                self._refused.clear()
+        self._refused[sid] = (ends, detail)  # the end of the clock-aligned window that said no
 
     async def _rewrite(self, sid: str, read: bytes, rewritten: bytes) -> None:
         """Put a record read under an older key under the first one, unless it changed since it was read."""
