@@ -19,12 +19,11 @@ from app.store.sessions import session_key
 from tests.helpers import (
     BFF_URL,
     CLIENT_ID,
-    CLIENT_SECRET,
-    SESSION_SECRET,
     STOREFRONT,
     Settings,
     Shop,
     authorize_at_shop,
+    bff_environment,
     gql,
     login,
     login_with_expired_token,
@@ -301,15 +300,7 @@ async def test_the_whole_flow_works_on_each_url_shape_shopify_advertises(
 
 
 def doctor(shop: Shop, redis_url: str, cwd: Path, **env: str) -> str:
-    base = {
-        "SHOPIFY_SHOP_DOMAIN": shop.url,
-        "SHOPIFY_CLIENT_ID": CLIENT_ID,
-        "SHOPIFY_CLIENT_SECRET": CLIENT_SECRET,
-        "BFF_PUBLIC_URL": BFF_URL,
-        "BFF_POST_LOGOUT_REDIRECT_URL": f"{STOREFRONT}/",
-        "BFF_SESSION_SECRET": SESSION_SECRET,
-        "REDIS_URL": redis_url,
-    }
+    base = {**bff_environment(8000, shop.url), "REDIS_URL": redis_url}
     return run(python("-m", "app", "doctor"), cwd=cwd, env={**base, **env}).stdout
 
 

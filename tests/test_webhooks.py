@@ -20,15 +20,12 @@ from mock_shopify.customers import customer_number
 from mock_shopify.webhooks import signature
 from tests.helpers import (
     BFF_URL,
-    CLIENT_ID,
-    CLIENT_SECRET,
     CSRF,
-    SESSION_SECRET,
-    STOREFRONT,
     Deployment,
     Launcher,
     Process,
     Shop,
+    bff_environment,
     gql,
     login,
     make_settings,
@@ -252,15 +249,7 @@ async def test_the_operator_ends_a_customers_sessions_by_customer_id(
 ) -> None:
     async with running_bff(make_settings(shop.url, redis_url)) as client:
         await login(client, "operator.case@example.com")
-        env = {
-            "SHOPIFY_SHOP_DOMAIN": shop.url,
-            "SHOPIFY_CLIENT_ID": CLIENT_ID,
-            "SHOPIFY_CLIENT_SECRET": CLIENT_SECRET,
-            "BFF_PUBLIC_URL": BFF_URL,
-            "BFF_POST_LOGOUT_REDIRECT_URL": f"{STOREFRONT}/",
-            "BFF_SESSION_SECRET": SESSION_SECRET,
-            "REDIS_URL": redis_url,
-        }
+        env = {**bff_environment(8000, shop.url), "REDIS_URL": redis_url}
         number = str(customer_number("operator.case@example.com"))
         done = run(python("-m", "app", "end-sessions", "--customer-id", number), cwd=tmp_path, env=env)
         assert f"ended 1 session(s) of gid://shopify/Customer/{number}" in done.stdout
