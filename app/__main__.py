@@ -18,8 +18,8 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("doctor", help="check settings, Redis and the shop; print the admin values to register")
     serve = commands.add_parser("serve", help="run the BFF with uvicorn (the Docker image's command)")
     serve.add_argument("--host", default=os.environ.get("BFF_HOST", "0.0.0.0"))  # noqa: S104 - a server
-    serve.add_argument("--port", type=int, default=int(os.environ.get("BFF_PORT", "8000")))
-    serve.add_argument("--workers", type=int, default=int(os.environ.get("BFF_WORKERS", "1")))
+    serve.add_argument("--port", type=int, default=None, help="default: BFF_PORT, else 8000")
+    serve.add_argument("--workers", type=int, default=None, help="default: BFF_WORKERS, else 1")
     end = commands.add_parser("end-sessions", help="end every session of one customer (log out everywhere)")
     who = end.add_mutually_exclusive_group(required=True)
     who.add_argument("--sub", help="the customer's `sub` claim, as /auth/session shows it")
@@ -56,7 +56,17 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         return 0
 
-    return _serve(args.host, args.port, args.workers)
+    # Read here, not as argparse defaults: a bad value is one line naming the variable, never a traceback.
+    port = args.port if args.port is not None else _number_from_env("BFF_PORT", "8000", parser)
+    workers = args.workers if args.workers is not None else _number_from_env("BFF_WORKERS", "1", parser)
+    return _serve(args.host, port, workers)
+
+
+def _number_from_env(name: str, default: str, parser: argparse.ArgumentParser) -> int:
+    value = os.environ.get(name, default).strip()
+    if not value.isascii() or not value.isdigit() or int(value) < 1:
+        parser.exit(2, f"invalid configuration:\n  {name} must be a whole number >= 1, got {value!r}\n")
+    return int(value)
 
 
 def _serve(host: str, port: int, workers: int) -> int:
@@ -69,7 +79,7 @@ def _serve(host: str, port: int, workers: int) -> int:
         settings = load_settings()
     except ConfigError as exc:
         print(exc, file=sys.stderr)  # noqa: T201 - the operator reads the variable's name, not a traceback
-        return 1
+        return 2  # like any other usage error
     # uvicorn re-raises the SIGTERM it handled once drained; make that a clean exit (0, not 143) so
     # orchestrators do not report a graceful stop as a crash.
     signal.signal(signal.SIGTERM, _exit_cleanly)

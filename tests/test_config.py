@@ -133,3 +133,23 @@ def test_dev_mode_says_so_loudly_at_startup(capsys: pytest.CaptureFixture[str]) 
     create_app(load_settings(**{**GOOD, "bff_dev_mode": True}))
     assert "BFF_DEV_MODE is on" in capsys.readouterr().out
     configure_logging("warning", "json")
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"BFF_SESSION_IDLE_TIMEOUT": "9", "SHOPIFY_CLIENT_ID": ""}, ("BFF_SESSION_IDLE_TIMEOUT", "SHOPIFY_CLIENT_ID")),
+        ({"BFF_SESSION_SECRET": "changeme"}, ("BFF_SESSION_SECRET",)),
+        ({"BFF_PORT": "eighty"}, ("BFF_PORT",)),
+        ({"BFF_WORKERS": "-2"}, ("BFF_WORKERS",)),
+    ],
+)
+def test_serve_with_bad_settings_prints_only_the_problems_and_exits_2(
+    tmp_path: Path, env: dict[str, str], named: tuple[str, ...]
+) -> None:
+    settings = {name.upper(): value for name, value in GOOD.items()}
+    done = run(python("-m", "app", "serve"), cwd=tmp_path, env={**settings, **env}, inherit_env=False)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr + done.stdout
+    assert done.stderr.startswith("invalid configuration:")
+    assert all(name in done.stderr for name in named)
