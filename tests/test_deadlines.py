@@ -218,8 +218,8 @@ async def test_serve_closes_idle_keep_alive_connections(limited_bff: Process) ->
         assert time.monotonic() - started > 0.5
 
 
-def test_serve_with_a_bad_setting_names_it_and_exits_1(tmp_path: Path) -> None:
+def test_serve_with_a_bad_setting_names_it_and_exits_2(tmp_path: Path) -> None:
     done = run(bff_command(free_port()), cwd=tmp_path, env={"BFF_MAX_CONNECTIONS": "none"})
-    assert done.returncode == 1
+    assert done.returncode == 2
     assert "BFF_MAX_CONNECTIONS:" in done.stderr
     assert "Traceback" not in done.stderr + done.stdout
