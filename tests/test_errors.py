@@ -1,4 +1,4 @@
-"""The error catalog is the one list of codes, and the README's table says the same."""
+"""The error catalog is the one list of codes, and the front-end guide's table says the same."""
 
 from __future__ import annotations
 
@@ -7,18 +7,20 @@ from pathlib import Path
 
 from app.errors import BFFError, _all, by_code, catalog, render
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+GUIDE = Path(__file__).resolve().parent.parent / "docs" / "frontend.md"
 
 
-def readme_error_table() -> dict[str, tuple[int, str]]:
-    text = README.read_text()
-    section = text.split("### Error codes", 1)[1].split("\n###", 1)[0]
+def guide_error_table() -> dict[str, tuple[int, str]]:
+    text = GUIDE.read_text()
+    # From the "Error codes" heading to the next heading of any level.
+    section = re.split(r"^#+ Error codes$", text, maxsplit=1, flags=re.MULTILINE)[1]
+    section = re.split(r"^#", section, maxsplit=1, flags=re.MULTILINE)[0]
     rows = re.findall(r"^\| (\d{3}) \| `([a-z_]+)` \| (.+?) \|$", section, flags=re.MULTILINE)
     return {code: (int(status), meaning) for status, code, meaning in rows}
 
 
-def test_the_readme_error_table_is_the_catalog() -> None:
-    assert readme_error_table() == catalog()
+def test_the_front_end_guide_error_table_is_the_catalog() -> None:
+    assert guide_error_table() == catalog()
 
 
 def test_every_code_has_one_status_and_a_meaning() -> None:
