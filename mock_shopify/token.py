@@ -93,6 +93,7 @@ class TokenEndpoint:
             "user_agent": user_agent,
             "auth_method": method,
             "client_id": client_id,
+            "traceparent": request.headers.get("traceparent"),  # W3C trace context, when the BFF traces
         }
         if not user_agent:
             return HTMLResponse("You do not have permission to access this website", status_code=403)
