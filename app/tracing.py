@@ -282,6 +282,14 @@ def _exporters(environ: Mapping[str, str]) -> list[str]:
     return names
 
 
+def _endpoint(environ: Mapping[str, str]) -> str:
+    # As the OTLP specification has it: the traces variable is the whole URL, the general one a base.
+    if traces := environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip():
+        return traces
+    base = environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip() or "http://localhost:4318"
+    return f"{base.rstrip('/')}/v1/traces"
+
+
 def _sampler(environ: Mapping[str, str]) -> sampling.Sampler:
     name = environ.get("OTEL_TRACES_SAMPLER", "parentbased_always_on").strip().lower()
     root = name.removeprefix("parentbased_")
@@ -311,11 +319,12 @@ def tracing_from_env(environ: Mapping[str, str]) -> Tracing | None:
         from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 
         if "otlp" in names:
-            # Imported only when asked for: it brings `requests` and protobuf. It reads the rest of the
-            # standard variables itself (endpoint, headers, timeout, compression, certificates).
+            # Imported only when asked for: it brings `requests` and protobuf. The endpoint is the one
+            # validated above; the exporter reads the other standard variables itself (headers, timeout,
+            # compression, certificates).
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-            processors.append(BatchSpanProcessor(OTLPSpanExporter()))
+            processors.append(BatchSpanProcessor(OTLPSpanExporter(endpoint=_endpoint(environ))))
         if "console" in names:
             processors.append(BatchSpanProcessor(ConsoleSpanExporter()))
     except (Invalid, ValueError) as exc:  # the SDK's own: OTEL_BSP_* and the exporter's settings
