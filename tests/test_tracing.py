@@ -134,6 +134,25 @@ async def test_an_incoming_traceparent_is_continued(
     assert (await shop.stats())["last_graphql_request"]["headers"]["traceparent"].startswith(f"00-{TRACE_ID}-")
 
 
+async def test_a_traced_front_end_on_the_storefront_origin_may_send_its_traceparent(
+    settings: Settings, shop: Shop, exporter: InMemorySpanExporter
+) -> None:
+    async with traced_bff(settings, exporter) as client:
+        await login(client)
+        preflight = await client.options(
+            "/graphql",
+            headers={
+                "Origin": STOREFRONT,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "content-type, x-csrf, traceparent, tracestate",
+            },
+        )
+        assert preflight.status_code < 300, preflight.text
+        traced = await gql(client, headers={"Origin": STOREFRONT, "traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01"})
+        assert traced.status_code == 200
+    assert (await shop.stats())["last_graphql_request"]["headers"]["traceparent"].startswith(f"00-{TRACE_ID}-")
+
+
 async def test_the_token_endpoint_and_the_storefront_api_are_traced(
     shop: Shop, redis_url: str, exporter: InMemorySpanExporter
 ) -> None:
