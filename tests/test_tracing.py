@@ -173,7 +173,7 @@ async def test_the_token_endpoint_and_the_storefront_api_are_traced(
     sent = (await shop.http.get("/_mock/storefront/stats")).json()["traceparents"]
     assert sent[-1] is not None and sent[-1].split("-")[1] == hex_ids(checkout)[0]
     # The callback's code grant, at the token endpoint, is in the callback's trace and told Shopify so.
-    token_sent = (await shop.stats())["last_token_request"]["traceparent"]
+    token_sent = (await shop.stats())["last_token_traceparent"]
     assert token_sent is not None and token_sent.split("-")[1] == hex_ids(callback)[0]
 
 
@@ -237,7 +237,7 @@ async def test_tracing_is_off_by_default(settings: Settings, shop: Shop, monkeyp
             assert (await gql(client, headers={"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01"})).status_code == 200
     stats = await shop.stats()
     assert "traceparent" not in stats["last_graphql_request"]["headers"]  # nor is an incoming one passed on
-    assert stats["last_token_request"]["traceparent"] is None
+    assert stats["last_token_traceparent"] is None
 
 
 @pytest.mark.parametrize(
