@@ -22,17 +22,19 @@ import logging
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import httpx
 import structlog
 from opentelemetry import trace
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import SpanProcessor, TracerProvider, sampling
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+if TYPE_CHECKING:  # the SDK is imported only when tracing is on (tracing_from_env)
+    from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+    from opentelemetry.sdk.trace.sampling import Sampler
 
 log = logging.getLogger("bff.tracing")
 
@@ -290,12 +292,14 @@ def _endpoint(environ: Mapping[str, str]) -> str:
     return f"{base.rstrip('/')}/v1/traces"
 
 
-def _sampler(environ: Mapping[str, str]) -> sampling.Sampler:
+def _sampler(environ: Mapping[str, str]) -> Sampler:
+    from opentelemetry.sdk.trace import sampling
+
     name = environ.get("OTEL_TRACES_SAMPLER", "parentbased_always_on").strip().lower()
     root = name.removeprefix("parentbased_")
     if root not in _SAMPLERS:
         raise Invalid(f"OTEL_TRACES_SAMPLER: {name[:40]!r} is not a known sampler")
-    chosen: sampling.Sampler = sampling.ALWAYS_ON if root == "always_on" else sampling.ALWAYS_OFF
+    chosen: Sampler = sampling.ALWAYS_ON if root == "always_on" else sampling.ALWAYS_OFF
     if root == "traceidratio":
         try:
             ratio = float(environ.get("OTEL_TRACES_SAMPLER_ARG", "1.0"))
@@ -315,8 +319,11 @@ def tracing_from_env(environ: Mapping[str, str]) -> Tracing | None:
         if not names:
             return None
         sampler = _sampler(environ)
-        processors: list[SpanProcessor] = []
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+
+        processors: list[SpanProcessor] = []
 
         if "otlp" in names:
             # Imported only when asked for: it brings `requests` and protobuf. The endpoint is the one
@@ -329,6 +336,9 @@ def tracing_from_env(environ: Mapping[str, str]) -> Tracing | None:
             processors.append(BatchSpanProcessor(ConsoleSpanExporter()))
     except (Invalid, ValueError) as exc:  # the SDK's own: OTEL_BSP_* and the exporter's settings
         log.error("tracing is off: %s", exc)
+        return None
+    except ImportError as exc:
+        log.error("tracing is off: OTEL_* asks for traces but %s is not installed", exc.name)
         return None
     resource = Resource.create()  # OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES
     if str(resource.attributes.get("service.name", "")).startswith("unknown_service"):
