@@ -14,7 +14,8 @@ from app.errors import OriginNotAllowed, send_error
 from app.urls import is_trusted
 
 ALLOW_METHODS = ("GET", "POST")
-ALLOW_HEADERS = ("content-type", "x-csrf", "accept-language", "x-request-id")
+# traceparent and tracestate: a front end that traces (W3C trace context) continues its trace here (tracing.py).
+ALLOW_HEADERS = ("content-type", "x-csrf", "accept-language", "x-request-id", "traceparent", "tracestate")
 EXPOSE_HEADERS = ("Retry-After", "X-Request-ID", "X-Shopify-Request-Id")
 MAX_AGE = 600
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -42,6 +43,7 @@ from app.store.rate_limits import RateLimits
 from app.store.refresh_locks import RefreshLocks
 from app.store.sessions import SessionStore
 from app.tokens import TokenRefresher
+from app.tracing import Tracing, tracing_from_env
 
 log = logging.getLogger("bff")
 Clock = Callable[[], float]
@@ -195,11 +197,14 @@ def create_app(
     *,
     http: httpx.AsyncClient | None = None,
     clock: Clock = time.time,
+    tracing: Tracing | None = None,
 ) -> ASGIApp:
     """Build the BFF. An `http` client passed in (for the shop's auth endpoints) is used as is and not
-    closed; `clock` is the time the tokens and sessions are judged by (tests move it)."""
+    closed; `clock` is the time the tokens and sessions are judged by (tests move it); `tracing`, when
+    not given, is what the `OTEL_*` variables ask for (tracing.py), usually nothing. The app shuts it down."""
     settings = settings or load_settings()
     configure_logging(settings.bff_log_level, settings.bff_log_format)
+    tracing = tracing or tracing_from_env(os.environ)
     if settings.bff_dev_mode:
         log.warning(
             "BFF_DEV_MODE is on: http URLs and weak secrets are accepted and /docs is served. "
@@ -210,7 +215,11 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             metrics = Metrics()
-            redis = RedisConnections(settings.redis_url, max_connections=settings.bff_redis_max_connections)
+            if tracing is not None:
+                stack.push_async_callback(tracing.shutdown)  # last: the spans of closing the clients go out
+            redis = RedisConnections(
+                settings.redis_url, max_connections=settings.bff_redis_max_connections, tracing=tracing
+            )
             stack.push_async_callback(redis.aclose)
             auth_http = http
             if auth_http is None:
@@ -220,6 +229,7 @@ def create_app(
                         connect_timeout=settings.bff_upstream_connect_timeout,
                         read_timeout=settings.bff_upstream_read_timeout,
                         total_timeout=settings.bff_upstream_total_timeout,
+                        transport=tracing.http_transport() if tracing else None,
                     )
                 )
             graphql = await stack.enter_async_context(
@@ -229,6 +239,7 @@ def create_app(
                     read_timeout=settings.bff_upstream_read_timeout,
                     total_timeout=settings.bff_upstream_total_timeout,
                     metrics=metrics,
+                    trace_configs=[tracing.aiohttp_trace_config()] if tracing else (),
                 )
             )
             storefront = None
@@ -242,6 +253,7 @@ def create_app(
                         read_timeout=settings.bff_upstream_read_timeout,
                         total_timeout=settings.bff_upstream_total_timeout,
                         metrics=metrics,
+                        transport=tracing.http_transport() if tracing else None,
                     )
                 )
             app.state.services = build_services(
@@ -281,4 +293,6 @@ def create_app(
     stack = ErrorBoundary(stack)
     stack = CORS(stack, origins=cors_origins)
     stack = SecurityHeaders(stack, exempt_paths=exempt)
-    return RequestLog(stack)
+    stack = RequestLog(stack)
+    # Outermost, so the span covers every layer and every path; absent when off, so off costs nothing.
+    return tracing.layer(stack) if tracing is not None else stack

@@ -1,5 +1,6 @@
 """The ASGI stack every request passes through, composed once by the app factory, outermost first:
 
+    TraceRequests    the request's span, only when OTEL_* asks for traces   (tracing.py)
     RequestLog       request id (X-Request-ID) and one access-log line      (logs.py)
     SecurityHeaders  nosniff, no-referrer, lockdown CSP; no-store on errors, /auth, /graphql, /cart, /readyz
     CORS             allowed storefront origins only; rejected preflights are JSON 403s  (cors.py)

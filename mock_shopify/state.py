@@ -76,6 +76,7 @@ class Stats:
     # The query of the last GET /oauth/authorize, as sent (acr_values, login_hint_mode, locale, code_challenge...).
     last_authorize_params: dict[str, str] | None = None
     last_token_request: dict[str, Any] | None = None
+    last_token_traceparent: str | None = None  # W3C trace context of the last token request
     last_graphql_request: dict[str, Any] | None = None
     user_agents: dict[str, str] = field(default_factory=dict)  # the last User-Agent per discovery document
     webhook_deliveries: list[Delivery] = field(default_factory=list)

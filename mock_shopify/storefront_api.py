@@ -129,6 +129,7 @@ class StorefrontStats:
     unauthorized: int = 0
     # Shopify-Storefront-Buyer-IP of every private-token request, in order (None: the header was missing).
     buyer_ips: list[str | None] = field(default_factory=list)
+    traceparents: list[str | None] = field(default_factory=list)  # W3C trace context of every request, in order
 
 
 def _error(field: list[str], code: str, message: str) -> UserError:

@@ -133,6 +133,7 @@ class StorefrontEndpoints:
     async def _answer(self, request: Request) -> Response:
         storefront = self.storefront
         storefront.stats.requests += 1
+        storefront.stats.traceparents.append(request.headers.get("traceparent"))
         if not _VERSION.fullmatch(request.path_params["version"]):
             return JSONResponse({"errors": "Not Found"}, status_code=404)
         if failure := take_failure(storefront.knobs.fail):

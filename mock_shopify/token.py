@@ -94,6 +94,7 @@ class TokenEndpoint:
             "auth_method": method,
             "client_id": client_id,
         }
+        store.stats.last_token_traceparent = request.headers.get("traceparent")  # when the BFF traces
         if not user_agent:
             return HTMLResponse("You do not have permission to access this website", status_code=403)
         if failure := take_failure(store.knobs.fail_token):

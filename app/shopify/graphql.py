@@ -18,6 +18,7 @@ import json
 import logging
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import aiohttp
@@ -54,8 +55,10 @@ class CustomerAccountAPI:
         read_timeout: float,
         total_timeout: float | None = None,
         metrics: Metrics,
+        trace_configs: Sequence[aiohttp.TraceConfig] = (),
     ) -> None:
-        """`total_timeout` bounds each whole call; unset, it is one connect plus one read timeout."""
+        """`total_timeout` bounds each whole call; unset, it is one connect plus one read timeout.
+        `trace_configs`: tracing's (tracing.py) when on; none, the hot path pays for no signal."""
         self._headers = {
             "Content-Type": "application/json",
             "Accept": "application/json",
@@ -65,6 +68,7 @@ class CustomerAccountAPI:
         self._timeout = aiohttp.ClientTimeout(sock_connect=connect_timeout, sock_read=read_timeout)
         self._total_timeout = total_timeout if total_timeout is not None else connect_timeout + read_timeout
         self._metrics = metrics
+        self._trace_configs = list(trace_configs)
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> CustomerAccountAPI:
@@ -73,6 +77,7 @@ class CustomerAccountAPI:
             connector=aiohttp.TCPConnector(limit=256, ttl_dns_cache=300),
             auto_decompress=False,
             cookie_jar=aiohttp.DummyCookieJar(),
+            trace_configs=self._trace_configs or None,
         )
         return self
 

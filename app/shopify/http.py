@@ -41,10 +41,17 @@ class _BoundedClient(httpx.AsyncClient):
 
 
 def auth_http_client(
-    *, user_agent: str, connect_timeout: float, read_timeout: float, total_timeout: float | None = None
+    *,
+    user_agent: str,
+    connect_timeout: float,
+    read_timeout: float,
+    total_timeout: float | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
 ) -> httpx.AsyncClient:
-    """`total_timeout` bounds each whole call; unset, it is one connect plus one read timeout."""
+    """`total_timeout` bounds each whole call; unset, it is one connect plus one read timeout. `transport`:
+    httpx's own unless given (tracing's, see tracing.py)."""
     return _BoundedClient(
+        transport=transport,
         total=total_timeout if total_timeout is not None else connect_timeout + read_timeout,
         timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
         follow_redirects=False,

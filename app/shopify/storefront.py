@@ -83,8 +83,10 @@ class StorefrontAPI:
         read_timeout: float,
         total_timeout: float,
         metrics: Metrics,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        """`url` is the shop's `https://{domain}/api/{version}/graphql.json`."""
+        """`url` is the shop's `https://{domain}/api/{version}/graphql.json`; `transport`: httpx's own unless
+        given (tracing's, see tracing.py)."""
         self.url = url
         self._headers = {
             "Content-Type": "application/json",
@@ -95,10 +97,13 @@ class StorefrontAPI:
         self._timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
         self._total_timeout = total_timeout
         self._metrics = metrics
+        self._transport = transport
         self._http: httpx.AsyncClient | None = None
 
     async def __aenter__(self) -> StorefrontAPI:
-        self._http = httpx.AsyncClient(timeout=self._timeout, follow_redirects=False, headers=self._headers)
+        self._http = httpx.AsyncClient(
+            timeout=self._timeout, follow_redirects=False, headers=self._headers, transport=self._transport
+        )
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -17,7 +17,7 @@ Cluster. `guarded` turns an unavailable Redis into a 503 that never logs anyone 
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
 
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -41,6 +41,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.errors import SessionStoreUnavailable
 from app.store.pipelined import Endpoint, ScriptRunner, supports
+
+if TYPE_CHECKING:
+    from app.tracing import Tracing
 
 T = TypeVar("T")
 
@@ -216,9 +219,13 @@ async def guarded(call: Awaitable[T]) -> T:
 class RedisConnections:
     """The process's Redis: one redis-py client, plus the pipelined hot-path connection where it applies."""
 
-    def __init__(self, url: str, *, max_connections: int) -> None:
+    def __init__(self, url: str, *, max_connections: int, tracing: Tracing | None = None) -> None:
+        """`tracing`: span every command (tracing.py); None, the default, adds nothing."""
         self.url = url
         self.client = redis_from_url(url, max_connections=max_connections)
+        self._tracing = tracing
+        if tracing is not None:
+            tracing.traced_redis(self.client)
         # The same parse the client was built from: both paths reach the same database as the same user.
         self._endpoint = pipelined_endpoint(standalone_options(url)) if supports(url) else None
         self._runners: list[ScriptRunner] = []
@@ -228,7 +235,7 @@ class RedisConnections:
         if self._endpoint is not None:
             runner = ScriptRunner(self._endpoint, source)
             self._runners.append(runner)
-            return runner
+            return runner if self._tracing is None else self._tracing.traced_script(runner)
         return self.client.register_script(source)
 
     async def ready(self) -> bool:
