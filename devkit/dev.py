@@ -270,7 +270,7 @@ def run(stack: DevStack) -> None:
     """Start everything, print the banner, and wait until Ctrl-C or a part exits."""
     for name, port in stack.port_variables().items():
         if not port_free(port):
-            raise DevError(f"port {port} is in use. Stop what uses it, or set {name} to another port.")
+            raise DevError(f"Port {port} is in use. Stop what uses it, or set {name} to another port.")
     creds = stack.secrets()
     py = sys.executable
     procs: list[subprocess.Popen[bytes]] = []
