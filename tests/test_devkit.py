@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from app.logs import configure_logging
-from devkit.dev import DevStack, banner, colour_enabled
+from devkit.dev import banner, colour_enabled
+from devkit.dev_stack import DevStack
 from devkit.redis_server import free_port
 from tests.helpers import python, run
 
