@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 LOCK   := requirements/dev.lock
 
-.PHONY: dev test lint bench lock clean
+.PHONY: dev doctor test lint bench lock clean
 
 # The newest pip (the installer only), exactly the locked versions (hash-checked), then the project itself on top,
 # built with the locked setuptools.
@@ -20,6 +20,9 @@ $(STAMP): pyproject.toml $(LOCK)
 
 dev: $(STAMP)  ## run the BFF + Shopify stand-in + demo storefront on localhost
 	$(PY) -m devkit.dev
+
+doctor: $(STAMP)  ## python -m app doctor against make dev's settings (starts the stand-in if make dev isn't running)
+	$(PY) -m devkit.dev --doctor
 
 test: $(STAMP) lint  ## lint, type-check, then the whole suite against a throwaway Redis
 	$(PY) -m pytest

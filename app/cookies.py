@@ -98,3 +98,6 @@ class CookieJar:
 
     def set_login_binding(self, binding: str) -> SetCookie:
         return self._header(self.names.login, self._login.sign(binding).decode(), LOGIN_BINDING_MAX_AGE)
+
+    def clear_login_binding(self) -> SetCookie:
+        return self._header(self.names.login, '""', 0)

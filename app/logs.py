@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import re
 import secrets
 import sys
@@ -26,6 +27,17 @@ _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARN
 _request_log: Any = structlog.get_logger("bff.request")
 
 
+def use_colour(stream: TextIO) -> bool:
+    """Console lines are coloured only on a terminal, and never with NO_COLOR set (no-color.org): a log
+    file or a pipe gets no escape codes."""
+    if os.environ.get("NO_COLOR"):
+        return False
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # a closed or file-like stream without isatty
+        return False
+
+
 def configure_logging(level: str = "info", fmt: str = "json", stream: TextIO | None = None) -> None:
     """Route stdlib and structlog output through one handler; safe to call again (it replaces itself)."""
     shared: list[Any] = [
@@ -34,14 +46,17 @@ def configure_logging(level: str = "info", fmt: str = "json", stream: TextIO | N
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
-    renderer: Any = structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer()
+    out = stream or sys.stdout
+    renderer: Any = (
+        structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=use_colour(out))
+    )
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
-    handler = logging.StreamHandler(stream or sys.stdout)
+    handler = logging.StreamHandler(out)
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
@@ -55,7 +70,7 @@ def configure_logging(level: str = "info", fmt: str = "json", stream: TextIO | N
     )
     global _request_log
     _request_log = structlog.wrap_logger(
-        structlog.PrintLogger(stream or sys.stdout),
+        structlog.PrintLogger(out),
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level.lower()]),
         processors=[*shared[:1], structlog.processors.add_log_level, *shared[3:], renderer],
         cache_logger_on_first_use=True,

@@ -10,14 +10,41 @@ const LOCALE_KEY = "demo.locale";
 const SIGNED_OUT_KEY = "demo.signedOut";
 const CART_KEY = "demo.cartId";
 
+// What a failed sign-in (`?login_error=<code>`, from /auth/login or /auth/callback) tells the customer.
+// `retry: false` only where trying again cannot help until someone fixes the shop's setup.
+const OUR_SIDE = "Sign-in isn't working on our side right now. It's not something you did;";
+const ourSide = (when) => ({ text: `${OUR_SIDE} please try again ${when}.`, ourSide: true });
+const yourSide = (text) => ({ text: `${text} Please try again.` });
 const LOGIN_ERRORS = {
-  access_denied: "Sign-in was cancelled.",
-  login_required: "You're not signed in at the shop.",
-  invalid_state: "That sign-in link was already used or has expired.",
-  state_mismatch: "The sign-in was started in another browser or tab.",
-  code_rejected: "The shop rejected the sign-in; it may have taken too long.",
-  invalid_id_token: "The shop's answer could not be verified.",
+  // Something about this attempt: a new one is the way forward.
+  access_denied: yourSide("Sign-in was cancelled."),
+  login_required: yourSide("You're not signed in at the shop."),
+  interaction_required: yourSide("The shop needs you to sign in on its page."),
+  consent_required: yourSide("The shop needs your consent before signing you in here."),
+  account_selection_required: yourSide("The shop needs you to choose an account."),
+  invalid_state: yourSide("That sign-in link was already used or has expired."),
+  state_mismatch: yourSide("The sign-in was started in another browser or tab."),
+  code_rejected: yourSide("The shop rejected the sign-in; it may have taken too long."),
+  invalid_request: yourSide("The sign-in came back incomplete."),
+  invalid_return_to: yourSide("The link you followed can't bring you back to this page."),
+  authorization_failed: yourSide("The shop couldn't complete the sign-in."),
+  rate_limited: { text: "Too many sign-in attempts from your network. Please wait a minute, then try again." },
+  // Our side: the shop, the account service or their setup.
+  invalid_client: { ...ourSide("later"), retry: false }, // the BFF's credentials: retrying can't fix them
+  invalid_id_token: ourSide("in a few minutes"),
+  token_endpoint_error: ourSide("in a few minutes"),
+  token_endpoint_unavailable: ourSide("in a few minutes"),
+  token_endpoint_throttled: ourSide("in a few minutes"),
+  token_endpoint_timeout: ourSide("in a few minutes"),
+  discovery_failed: ourSide("in a few minutes"),
+  discovery_timeout: ourSide("in a few minutes"),
+  session_store_unavailable: ourSide("in a few minutes"),
+  login_capacity: ourSide("in a few minutes"),
+  upstream_unavailable: ourSide("in a few minutes"),
+  upstream_timeout: ourSide("in a few minutes"),
+  internal_error: ourSide("later"),
 };
+const UNKNOWN_LOGIN_ERROR = { text: "Something went wrong while signing you in. Please try again." };
 
 class SessionEnded extends Error {
   constructor(code) {
@@ -155,6 +182,7 @@ function show(view) {
   $("loading").hidden = view !== "loading";
   $("signed-out").hidden = view !== "signed-out";
   $("signed-in").hidden = view !== "signed-in";
+  $("unavailable").hidden = view !== "unavailable";
   $("account-menu").hidden = view !== "signed-in";
   document.body.dataset.view = view;
 }
@@ -317,10 +345,10 @@ function hideNotices() {
   for (const id of ["session-expired", "service-error", "signed-out-notice"]) $(id).hidden = true;
 }
 
+// The signed-out card below the notice holds the one Sign in button (and the language picker).
 function sessionEnded() {
   hideNotices();
   closeAddressForm();
-  $("session-expired-sign-in").href = loginUrl();
   $("session-expired").hidden = false;
   show("signed-out");
 }
@@ -329,6 +357,21 @@ function serviceError(error) {
   const unreachable = "Could not reach the account service.";
   $("service-error-text").textContent = error instanceof ServiceError ? error.message : unreachable;
   $("service-error").hidden = false;
+}
+
+// The account could not be loaded, and not for want of a session (that is a 401): an outage (502/503/504) or
+// the BFF out of reach. Never the signed-out card under an outage notice while the session is intact:
+// /auth/session says whether it is (`degraded` when the shop can't be reached for it).
+async function accountUnavailable(error) {
+  const status = await bffJson("/auth/session").catch(() => null);
+  if (status && !status.authenticated) return show("signed-out");
+  show("unavailable");
+  if (status) {
+    // Still signed in: keep the header's sign-out within reach.
+    $("header-name").textContent = status.customer?.email || "";
+    $("account-menu").hidden = false;
+  }
+  serviceError(error);
 }
 
 async function loadAccount() {
@@ -352,8 +395,7 @@ async function loadAccount() {
       if (sessionStorage.getItem(SIGNED_OUT_KEY)) $("signed-out-notice").hidden = false;
       return show("signed-out");
     }
-    show("signed-out");
-    serviceError(error);
+    await accountUnavailable(error);
   } finally {
     sessionStorage.removeItem(SIGNED_OUT_KEY);
     loadShop();
@@ -541,9 +583,16 @@ function showLoginError() {
   const params = new URLSearchParams(location.search);
   const code = params.get("login_error");
   if (!code) return;
-  $("login-error-text").textContent = LOGIN_ERRORS[code] || "Please try again.";
+  const known = Object.hasOwn(LOGIN_ERRORS, code) ? LOGIN_ERRORS[code] : UNKNOWN_LOGIN_ERROR;
+  $("login-error-text").textContent = known.text;
   $("login-error-code").textContent = code;
+  $("login-error").dataset.side = known.ourSide ? "ours" : "yours";
   $("login-error").hidden = false;
+  if (known.retry === false) {
+    // No retry prompt: the next attempt would fail the same way until the shop's setup is fixed.
+    $("sign-in").disabled = true;
+    $("sign-in-fineprint").textContent = "Signing in is unavailable for now.";
+  }
   // Shown once: a reload or a bookmark should not repeat an old failure.
   params.delete("login_error");
   const query = params.toString();
@@ -551,10 +600,7 @@ function showLoginError() {
 }
 
 $("locale").value = localStorage.getItem(LOCALE_KEY) || $("locale").value;
-$("locale").addEventListener("change", () => {
-  localStorage.setItem(LOCALE_KEY, $("locale").value);
-  $("session-expired-sign-in").href = loginUrl();
-});
+$("locale").addEventListener("change", () => localStorage.setItem(LOCALE_KEY, $("locale").value));
 $("sign-in").addEventListener("click", () => location.assign(loginUrl()));
 $("sign-out-form").action = `${BFF_URL}/auth/logout`;
 $("checkout-form").action = `${BFF_URL}/cart/checkout`;

@@ -1,13 +1,21 @@
-"""Serve the demo storefront (`demo/`) on its own origin, with `/config.js` pointing at the BFF and the shop."""
+"""Serve the demo storefront (`demo/`) on its own origin, with `/config.js` pointing at the BFF and the shop.
+
+The page may be opened under more than one host name (`make dev`: localhost and 127.0.0.1). Browsers keep
+cookies per host name, so the page must talk to a BFF on the name it was loaded from: `/config.js` and the
+CSP name the configured BFF whose host matches the request's Host header, else the first one. Host only
+picks among configured URLs; no URL is ever built from it.
+"""
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import urlsplit
 
 from mock_shopify.config import DEFAULT_STOREFRONT_PUBLIC_TOKEN
@@ -47,15 +55,29 @@ class DemoHandler(SimpleHTTPRequestHandler):
     """Static files plus a generated config script; no caching, so edits show on reload."""
 
     bff_url = "http://localhost:8000"
+    # More BFFs, each for pages loaded on its own host name (`--extra-bff-url`).
+    extra_bff_urls: tuple[str, ...] = ()
     shop_url = "http://localhost:9000"
     # A public Storefront token is public by design: browsers send it; it reads products and makes carts.
     storefront_token = DEFAULT_STOREFRONT_PUBLIC_TOKEN
+
+    def page_bff_url(self) -> str:
+        """The BFF on the host name this request came to, else the first one."""
+        host = urlsplit(f"//{self.headers.get('Host', '')}").hostname
+        return next((url for url in self.extra_bff_urls if urlsplit(url).hostname == host), self.bff_url)
+
+    def send_head(self) -> io.BytesIO | BinaryIO | None:
+        path = self.path.split("?")[0]
+        # A storefront's own pages (`return_to=/account`, say) are this one page: the script reads the path.
+        if "." not in path.rsplit("/", 1)[-1] and not Path(self.translate_path(path)).exists():
+            self.path = "/"
+        return super().send_head()
 
     def do_GET(self) -> None:
         if self.path.split("?")[0] == "/config.js":
             storefront = f"{origin(self.shop_url)}/api/{STOREFRONT_API_VERSION}/graphql.json"
             body = (
-                f"export const BFF_URL = {json.dumps(self.bff_url)};\n"
+                f"export const BFF_URL = {json.dumps(self.page_bff_url())};\n"
                 f"export const STOREFRONT_URL = {json.dumps(storefront)};\n"
                 f"export const STOREFRONT_TOKEN = {json.dumps(self.storefront_token)};\n"
             ).encode()
@@ -69,7 +91,7 @@ class DemoHandler(SimpleHTTPRequestHandler):
 
     def end_headers(self) -> None:
         self.send_header("Cache-Control", "no-store")
-        self.send_header("Content-Security-Policy", content_security_policy(self.bff_url, self.shop_url))
+        self.send_header("Content-Security-Policy", content_security_policy(self.page_bff_url(), self.shop_url))
         self.send_header("X-Content-Type-Options", "nosniff")
         # Not no-referrer: under it browsers send `Origin: null` on the sign-out form post, which the
         # BFF (rightly) refuses as CSRF proof. strict-origin never sends a path or query either, only
@@ -87,6 +109,12 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=3000)
     parser.add_argument("--bff-url", default=os.environ.get("DEMO_BFF_URL", DemoHandler.bff_url))
     parser.add_argument(
+        "--extra-bff-url",
+        action="append",
+        metavar="URL",
+        help="another BFF, for pages loaded on its host name (repeatable; or DEMO_EXTRA_BFF_URLS, comma-separated)",
+    )
+    parser.add_argument(
         "--shop-url",
         default=os.environ.get("DEMO_SHOP_URL", DemoHandler.shop_url),
         help="the shop: the BFF signs out there, the page calls its Storefront API (the CSP allows both)",
@@ -98,6 +126,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     DemoHandler.bff_url = args.bff_url
+    extra = args.extra_bff_url or os.environ.get("DEMO_EXTRA_BFF_URLS", "").replace(",", " ").split()
+    DemoHandler.extra_bff_urls = tuple(extra)
     DemoHandler.shop_url = args.shop_url
     DemoHandler.storefront_token = args.storefront_token
     handler = partial(DemoHandler, directory=str(DEMO_DIR))

@@ -115,17 +115,23 @@ def start_redis(*, persist: bool = False) -> RedisProcess:
     return RedisProcess(binary, free_port(), persist=persist).start()
 
 
-def reachable(url: str) -> bool:
+def ping_problem(url: str, *, timeout: float = 0.5) -> str | None:
+    """Why the Redis at `url` does not answer PING (redis-py's own words: refused, unknown host, timeout,
+    authentication...), or None when it answers."""
     import redis
 
     try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)
+        client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
         try:
-            return bool(client.ping())
+            return None if client.ping() else "PING got no PONG"
         finally:
             client.close()
-    except (redis.RedisError, OSError):
-        return False
+    except (redis.RedisError, OSError, ValueError) as exc:
+        return str(exc) or type(exc).__name__
+
+
+def reachable(url: str) -> bool:
+    return ping_problem(url) is None
 
 
 def env_redis_url() -> str | None:

@@ -241,7 +241,8 @@ async def callback(
         await sessions.delete(previous, sub=replaced.sub if replaced else None)
     metrics.callbacks.labels("ok").inc()
     metrics.sessions_created.inc()
-    return _redirect(pending.return_to, 302, cookies.set_session(session.sid))
+    # The binding has done its job: the login it guarded is over, so the browser need not keep it.
+    return _redirect(pending.return_to, 302, cookies.set_session(session.sid), cookies.clear_login_binding())
 
 
 async def _restart_login(
