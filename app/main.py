@@ -60,11 +60,13 @@ def build_services(
     """Assemble the per-process services from already-open clients (`storefront`: None while the cart
     endpoints are off)."""
     cipher = TokenCipher(settings.token_keys)
+    prefix = settings.bff_redis_prefix  # every store's keys: deployments sharing a Redis share nothing
     sessions = SessionStore(
         redis,
         cipher,
         idle_timeout=settings.bff_session_idle_timeout,
         absolute_lifetime=settings.bff_session_absolute_lifetime,
+        prefix=prefix,
         clock=clock,
         metrics=metrics,
     )
@@ -78,7 +80,7 @@ def build_services(
         clock=clock,
     )
     credentials = Credentials.from_settings(settings)
-    locks = RefreshLocks(redis)
+    locks = RefreshLocks(redis, prefix=prefix)
     call_timeout = settings.bff_upstream_connect_timeout + settings.bff_upstream_read_timeout
     refresher = TokenRefresher(
         sessions,
@@ -115,9 +117,9 @@ def build_services(
             session_max_age=settings.bff_session_absolute_lifetime,
         ),
         sessions=sessions,
-        logins=PendingLogins(redis, cipher),
-        logouts=LogoutContinuations(redis, cipher),
-        rate_limits=RateLimits(redis, clock=clock),
+        logins=PendingLogins(redis, cipher, prefix=prefix),
+        logouts=LogoutContinuations(redis, cipher, prefix=prefix),
+        rate_limits=RateLimits(redis, prefix=prefix, clock=clock),
         discovery=discovery,
         oauth=oauth,
         credentials=credentials,

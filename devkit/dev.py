@@ -106,6 +106,7 @@ def main() -> None:
         "BFF_DEV_MODE": "true",
         "BFF_LOG_FORMAT": "console",
         "REDIS_URL": redis_url,
+        "BFF_REDIS_PREFIX": "bff-dev:",  # its own keys, apart from any deployment on the same Redis
         "DEMO_BFF_URL": bff,
         "DEMO_SHOP_URL": shop,
     }
