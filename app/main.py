@@ -25,6 +25,7 @@ from app.errors import BFFError, InternalError, InvalidRequest, MethodNotAllowed
 from app.graphql_policy import GraphQLPolicy, load_allowlist
 from app.logs import RequestLog, configure_logging
 from app.metrics import Metrics
+from app.openapi import DOCS_PATH, install_docs
 from app.pipeline import Dispatcher, ErrorBoundary, SecurityHeaders
 from app.routes import auth, cart, health, webhooks
 from app.routes import sessions as customer_sessions
@@ -258,9 +259,10 @@ def create_app(
         version="0.1.0",
         lifespan=lifespan,
         redirect_slashes=False,  # Starlette's slash redirect builds its Location from the Host header
-        docs_url="/docs" if settings.bff_dev_mode else None,
+        # /openapi.json and /docs come from app/openapi.py, in development mode only (as before).
+        docs_url=None,
         redoc_url=None,
-        openapi_url="/openapi.json" if settings.bff_dev_mode else None,
+        openapi_url=None,
     )
 
     def services() -> Services:
@@ -277,7 +279,10 @@ def create_app(
     app.include_router(webhooks.router)
     app.include_router(health.router)
     app.include_router(cart.router)
-    exempt = ("/docs", "/openapi.json") if settings.bff_dev_mode else ()
+    exempt: tuple[str, ...] = ()
+    if settings.bff_dev_mode:
+        install_docs(app)
+        exempt = (DOCS_PATH,)  # the page sends its own CSP: same-origin scripts, nothing external
     cors_origins = frozenset(settings.trusted_origins - {settings.public_origin})
     stack: ASGIApp = Dispatcher(app, GraphQLEndpoint(services))
     stack = ErrorBoundary(stack)
