@@ -4,6 +4,7 @@ validation (issue 15, part 4)."""
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import AsyncIterator, Iterator
 from html.parser import HTMLParser
 from typing import Any
@@ -11,10 +12,15 @@ from typing import Any
 import httpx
 import pytest
 from openapi_spec_validator import validate
+from playwright.sync_api import Route, sync_playwright
 
 from app.errors import catalog
-from tests.helpers import CSRF, Shop, gql, make_settings, running_bff
+from devkit.redis_server import free_port
+from tests.helpers import CSRF, ServerThread, Shop, create_app, gql, make_settings, running_bff
 
+CHROMIUM = shutil.which("chromium")
+# As in tests/e2e: no network beyond loopback from the browser itself.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
 ASSET_TYPES = {".js": "text/javascript", ".css": "text/css", ".png": "image/png"}
 
 
@@ -151,3 +157,38 @@ async def test_the_errors_the_bff_answers_are_the_documented_ones(
         assert response.status_code >= 400, (path, response.text)
         code = response.json()["error"]
         assert code in documented_codes(paths[path][method], response.status_code), (path, response.status_code, code)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
+def test_swagger_ui_renders_in_a_browser_with_no_request_off_the_bff(shop_server: ServerThread, redis_url: str) -> None:
+    port = free_port()
+    origin = f"http://127.0.0.1:{port}"
+    settings = make_settings(shop_server.url, redis_url, bff_dev_mode=True, bff_public_url=origin)
+    server = ServerThread(create_app(settings), port, lifespan=True).start()
+    off_origin: list[str] = []
+    problems: list[str] = []
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+            try:
+                page = browser.new_page()
+
+                def only_the_bff(route: Route) -> None:
+                    if route.request.url.startswith(f"{origin}/"):
+                        route.continue_()
+                    else:  # offline: nothing else may even be asked for
+                        off_origin.append(route.request.url)
+                        route.abort()
+
+                page.route("**/*", only_the_bff)
+                page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+                page.on("pageerror", lambda error: problems.append(str(error)))
+                page.goto(f"{origin}/docs")
+                page.get_by_text("/graphql", exact=True).first.wait_for(timeout=10_000)
+                assert page.get_by_text("/auth/login", exact=True).count() == 1
+            finally:
+                browser.close()
+    finally:
+        server.stop()
+    assert not off_origin, off_origin
+    assert not problems, problems  # CSP violations are console errors too
