@@ -154,3 +154,15 @@ def test_an_unusable_prefix_stops_serve_with_one_line_naming_it(tmp_path: Path, 
 def test_prefixes_that_break_hash_tags_or_scans_are_refused(shop: Shop, redis_url: str, prefix: str) -> None:
     with pytest.raises(ConfigError, match="BFF_REDIS_PREFIX"):
         make_settings(shop.url, redis_url, bff_redis_prefix=prefix)
+
+
+async def test_doctor_counts_only_its_deployments_session_records(shop: Shop, redis_url: str, tmp_path: Path) -> None:
+    prefix_a, prefix_b = fresh_prefix("shop-a"), fresh_prefix("shop-b")
+    async with two_bffs(shop, redis_url, prefix_a, prefix_b) as (a, b):
+        await login(a, EMAIL)
+        await login(b, EMAIL)
+        await login(b, "ada.lovelace@example.com")
+        env = {**bff_environment(8000, shop.url), "REDIS_URL": redis_url, "BFF_REDIS_PREFIX": prefix_a}
+        done = run(python("-m", "app", "doctor"), cwd=tmp_path, env=env)
+    assert f"keys start with {prefix_a!r}" in done.stdout, done.stdout
+    assert "ok    1 session record(s), none under an older token encryption key" in done.stdout, done.stdout
