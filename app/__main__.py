@@ -121,6 +121,7 @@ async def _end_sessions(sub: str | None, customer_id: str | None) -> int:
             TokenCipher(settings.token_keys),
             idle_timeout=settings.bff_session_idle_timeout,
             absolute_lifetime=settings.bff_session_absolute_lifetime,
+            prefix=settings.bff_redis_prefix,  # this deployment's sessions only
         )
         if customer_id is not None:
             return await store.end_customer(customer_id) or 0

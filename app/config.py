@@ -17,12 +17,15 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.crypto import derive_key
 from app.rates import Rate, SessionRates
+from app.store import DEFAULT_PREFIX
 from app.urls import Origin, is_loopback
 
 # Words of a placeholder, long enough not to turn up by chance in a random secret (a run of x is caught
 # by the entropy and repetition checks instead).
 PLACEHOLDERS = ("changeme", "changethis", "replace-me", "secret", "placeholder", "example")
 API_VERSION = re.compile(r"^(\d{4}-(01|04|07|10)|unstable)$")
+REDIS_PREFIX = re.compile(r"[!-~]{1,32}")
+REDIS_PREFIX_REFUSED = frozenset("{}*?[]\\")
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -207,6 +210,9 @@ class Settings(BaseSettings):
     bff_log_level: Literal["debug", "info", "warning", "error"] = "info"
     bff_log_format: Literal["json", "console"] = "json"
     bff_redis_max_connections: int = Field(default=200, ge=2)
+    # The start of every Redis key: deployments sharing one Redis (staging and production, `make dev`) with
+    # different prefixes share nothing. The default is what keys were called before the setting existed.
+    bff_redis_prefix: str = DEFAULT_PREFIX
 
     # Parsed once, by `_parse` below, into the typed values the app uses; read through the properties.
     _shop_origin: Origin = PrivateAttr()
@@ -232,6 +238,18 @@ class Settings(BaseSettings):
         schemes = ("redis", "rediss", "redis+sentinel", "rediss+sentinel", "redis+cluster", "rediss+cluster", "unix")
         if urlsplit(value).scheme not in schemes:
             raise ValueError(f"REDIS_URL must start with one of {', '.join(s + '://' for s in schemes)}")
+        return value
+
+    @field_validator("bff_redis_prefix")
+    @classmethod
+    def _redis_prefix(cls, value: str) -> str:
+        # Braces would move the Redis Cluster hash tag `{...}` every key relies on; glob characters would
+        # make the SCANs over our keys (doctor's census) match other deployments' keys too.
+        if not REDIS_PREFIX.fullmatch(value) or REDIS_PREFIX_REFUSED.intersection(value):
+            raise ValueError(
+                "BFF_REDIS_PREFIX must be 1 to 32 printable ASCII characters without spaces, braces or glob "
+                f"characters (* ? [ ] \\), such as `shop-staging:`; got {value!r}"
+            )
         return value
 
     @field_validator("shopify_api_version")

@@ -28,7 +28,7 @@ async def _check_redis(settings: Settings, say: Printer) -> bool:
     where = redacted(settings.redis_url)
     try:
         await redis.client.ping()
-        say(f"ok    Redis answers at {where}")
+        say(f"ok    Redis answers at {where}; this deployment's keys start with {settings.bff_redis_prefix!r}")
     except Exception as exc:
         say(f"FAIL  Redis at {where} does not answer ({type(exc).__name__}); check REDIS_URL")
         return False
@@ -49,6 +49,7 @@ async def _count_session_keys(settings: Settings, redis: RedisConnections, say: 
         TokenCipher(settings.token_keys),
         idle_timeout=settings.bff_session_idle_timeout,
         absolute_lifetime=settings.bff_session_absolute_lifetime,
+        prefix=settings.bff_redis_prefix,  # this deployment's records, not another's on the same Redis
     )
     census = await store.key_census()
     total = census.primary + census.older + census.unlisted

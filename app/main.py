@@ -26,6 +26,7 @@ from app.errors import BFFError, InternalError, InvalidRequest, MethodNotAllowed
 from app.graphql_policy import GraphQLPolicy, load_allowlist
 from app.logs import RequestLog, configure_logging
 from app.metrics import Metrics
+from app.openapi import DOCS_PATH, install_docs
 from app.pipeline import Dispatcher, ErrorBoundary, SecurityHeaders
 from app.routes import auth, cart, health, webhooks
 from app.routes import sessions as customer_sessions
@@ -62,11 +63,13 @@ def build_services(
     """Assemble the per-process services from already-open clients (`storefront`: None while the cart
     endpoints are off)."""
     cipher = TokenCipher(settings.token_keys)
+    prefix = settings.bff_redis_prefix  # every store's keys: deployments sharing a Redis share nothing
     sessions = SessionStore(
         redis,
         cipher,
         idle_timeout=settings.bff_session_idle_timeout,
         absolute_lifetime=settings.bff_session_absolute_lifetime,
+        prefix=prefix,
         clock=clock,
         metrics=metrics,
     )
@@ -80,7 +83,7 @@ def build_services(
         clock=clock,
     )
     credentials = Credentials.from_settings(settings)
-    locks = RefreshLocks(redis)
+    locks = RefreshLocks(redis, prefix=prefix)
     call_timeout = settings.bff_upstream_connect_timeout + settings.bff_upstream_read_timeout
     refresher = TokenRefresher(
         sessions,
@@ -117,9 +120,9 @@ def build_services(
             session_max_age=settings.bff_session_absolute_lifetime,
         ),
         sessions=sessions,
-        logins=PendingLogins(redis, cipher),
-        logouts=LogoutContinuations(redis, cipher),
-        rate_limits=RateLimits(redis, clock=clock),
+        logins=PendingLogins(redis, cipher, prefix=prefix),
+        logouts=LogoutContinuations(redis, cipher, prefix=prefix),
+        rate_limits=RateLimits(redis, prefix=prefix, clock=clock),
         discovery=discovery,
         oauth=oauth,
         credentials=credentials,
@@ -268,9 +271,10 @@ def create_app(
         version="0.1.0",
         lifespan=lifespan,
         redirect_slashes=False,  # Starlette's slash redirect builds its Location from the Host header
-        docs_url="/docs" if settings.bff_dev_mode else None,
+        # /openapi.json and /docs come from app/openapi.py, in development mode only (as before).
+        docs_url=None,
         redoc_url=None,
-        openapi_url="/openapi.json" if settings.bff_dev_mode else None,
+        openapi_url=None,
     )
 
     def services() -> Services:
@@ -287,7 +291,10 @@ def create_app(
     app.include_router(webhooks.router)
     app.include_router(health.router)
     app.include_router(cart.router)
-    exempt = ("/docs", "/openapi.json") if settings.bff_dev_mode else ()
+    exempt: tuple[str, ...] = ()
+    if settings.bff_dev_mode:
+        install_docs(app)
+        exempt = (DOCS_PATH,)  # the page sends its own CSP: same-origin scripts, nothing external
     cors_origins = frozenset(settings.trusted_origins - {settings.public_origin})
     stack: ASGIApp = Dispatcher(app, GraphQLEndpoint(services))
     stack = ErrorBoundary(stack)

@@ -127,6 +127,7 @@ class DevStack:
             # On the BFF's own port: two BFFs can't share the default separate listener (127.0.0.1:9464).
             "BFF_METRICS_LISTENER": "public",
             "REDIS_URL": redis_url,
+            "BFF_REDIS_PREFIX": "bff-dev:",  # its own keys, apart from any deployment on the same Redis
         }
 
     def demo_environment(self) -> dict[str, str]:

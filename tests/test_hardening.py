@@ -580,5 +580,5 @@ async def test_a_read_only_redis_is_503_not_500(shop: Shop) -> None:
 )
 async def test_every_redis_url_form_builds_the_connections_and_the_rate_limiter(url: str) -> None:
     redis = RedisConnections(url, max_connections=2)  # the rate limiter once raised for three of these
-    RateLimits(redis)
+    RateLimits(redis, prefix="bff:")
     await redis.aclose()

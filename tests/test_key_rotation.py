@@ -172,7 +172,7 @@ async def stores(redis_url: str, *ciphers: TokenCipher) -> AsyncIterator[list[Se
     """One session store per cipher ('instances' with different keys) on one Redis."""
     connections = RedisConnections(redis_url, max_connections=4)
     try:
-        yield [SessionStore(connections, c, idle_timeout=3600, absolute_lifetime=7200) for c in ciphers]
+        yield [SessionStore(connections, c, idle_timeout=3600, absolute_lifetime=7200, prefix="bff:") for c in ciphers]
     finally:
         await connections.aclose()
 

@@ -238,10 +238,11 @@ class RedisConnections:
             return runner if self._tracing is None else self._tracing.traced_script(runner)
         return self.client.register_script(source)
 
-    async def ready(self) -> bool:
-        """Readiness: a write, not PING, so a read-only replica or a full Redis counts as not ready; then a
-        round trip on each pipelined connection, the hot path's own. Raises redis-py errors (see `guarded`)."""
-        written = bool(await self.client.set("bff:readyz", b"1", px=10_000))
+    async def ready(self, key: str) -> bool:
+        """Readiness: a write (to `key`, under the deployment's prefix), not PING, so a read-only replica or a
+        full Redis counts as not ready; then a round trip on each pipelined connection, the hot path's own.
+        Raises redis-py errors (see `guarded`)."""
+        written = bool(await self.client.set(key, b"1", px=10_000))
         for runner in self._runners:
             await runner.ping()
         return written

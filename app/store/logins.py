@@ -1,6 +1,6 @@
 """Pending logins: what /auth/login must remember until /auth/callback, single-use and short-lived.
 
-  bff:login:{state}   string  encrypted PendingLogin, 10 minutes, consumed with GETDEL
+  bff:login:{state}   string  encrypted PendingLogin, 10 minutes, consumed with GETDEL  (bff: is BFF_REDIS_PREFIX)
 
 The record is encrypted with the state as associated data, so the verifier and nonce never sit in Redis
 in the clear, and a replayed state finds nothing.
@@ -33,19 +33,21 @@ class PendingLogin:
 class PendingLogins:
     """Saves a pending login under its state and hands it out exactly once."""
 
-    def __init__(self, redis: RedisConnections, cipher: TokenCipher) -> None:
+    def __init__(self, redis: RedisConnections, cipher: TokenCipher, *, prefix: str) -> None:
+        """`prefix` starts every key (BFF_REDIS_PREFIX)."""
         self._redis = redis.client
         self._cipher = cipher
+        self._prefix = f"{prefix}login:"
 
     async def save(self, login: PendingLogin) -> None:
         # A list, not an object: no field names in every record (pending logins are what a flood makes).
         fields = astuple(login)[1:]  # the state is the key already
         blob = self._cipher.encrypt(json.dumps(fields, separators=(",", ":")).encode(), login.state.encode())
-        await guarded(self._redis.set(f"bff:login:{login.state}", blob, ex=PENDING_LOGIN_TTL))
+        await guarded(self._redis.set(f"{self._prefix}{login.state}", blob, ex=PENDING_LOGIN_TTL))
 
     async def take(self, state: str) -> PendingLogin | None:
         """Consume a pending login atomically: a replayed state finds nothing."""
-        blob = await guarded(self._redis.getdel(f"bff:login:{state}"))
+        blob = await guarded(self._redis.getdel(f"{self._prefix}{state}"))
         plain = self._cipher.decrypt(blob, state.encode()) if isinstance(blob, bytes) else None
         if not plain:
             return None

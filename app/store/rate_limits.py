@@ -43,8 +43,10 @@ return 0
 class RateLimits:
     """Counts requests per key (a client IP bucket, a session) and refuses the excess."""
 
-    def __init__(self, redis: RedisConnections, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, redis: RedisConnections, *, prefix: str, clock: Callable[[], float] = time.time) -> None:
+        """`prefix` starts every key (BFF_REDIS_PREFIX): deployments sharing a Redis count apart."""
         self._hit: Any = redis.client.register_script(_HIT)
+        self._prefix = prefix
         self._clock = clock
 
     async def hit(self, scope: str, key: str, rate: Rate, *, detail: str, error: type[BFFError] = RateLimited) -> None:
@@ -54,7 +56,7 @@ class RateLimits:
         window = rate.window(self._clock())
         # The rate is part of the key, so a changed setting counts afresh. The key's length is bounded by
         # the caller (an IP bucket); the hash tag keeps it in one Cluster slot.
-        name = f"bff:rl:{scope}:{rate.amount}/{rate.period}:{window.index}:{{{key}}}"
+        name = f"{self._prefix}rl:{scope}:{rate.amount}/{rate.period}:{window.index}:{{{key}}}"
         if await guarded(self._hit(keys=[name], args=[rate.amount, rate.window_ms])):
             raise error(detail, headers={"Retry-After": str(window.seconds_left)})
 

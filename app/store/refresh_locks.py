@@ -2,6 +2,7 @@
 
   bff:lock:{sid}      string  redis-py Lock token while one process refreshes the session's tokens
   bff:refresh:{sid}   string  "{stale token tag}:{error code}" of the last failed refresh, for 5 seconds
+  (bff: is the deployment's prefix, BFF_REDIS_PREFIX)
 
 Processes that waited on the lock read the outcome, so a failed refresh answers them with the same error
 instead of each retrying against Shopify with a refresh token that may already be rotated.
@@ -17,30 +18,35 @@ from redis.asyncio.lock import Lock
 from redis.exceptions import LockError
 
 from app.errors import SessionStoreUnavailable
+from app.store import DEFAULT_PREFIX
 from app.store.connections import RedisConnections, guarded
 
 OUTCOME_SECONDS = 5
 
 
-def _lock_key(sid: str) -> str:
-    return f"bff:lock:{{{sid}}}"
+def lock_key(sid: str, prefix: str = DEFAULT_PREFIX) -> str:
+    """The Redis key of a session's refresh lock, under the deployment's key `prefix`."""
+    return f"{prefix}lock:{{{sid}}}"
 
 
-def _outcome_key(sid: str) -> str:
-    return f"bff:refresh:{{{sid}}}"
+def outcome_key(sid: str, prefix: str = DEFAULT_PREFIX) -> str:
+    """The Redis key of a session's last failed refresh, under the deployment's key `prefix`."""
+    return f"{prefix}refresh:{{{sid}}}"
 
 
 class RefreshLocks:
     """Try-once locks and failure outcomes, per session."""
 
-    def __init__(self, redis: RedisConnections) -> None:
+    def __init__(self, redis: RedisConnections, *, prefix: str) -> None:
+        """`prefix` starts every key (BFF_REDIS_PREFIX)."""
         self._redis = redis.client
+        self._prefix = prefix
         # Locks this process holds but could not release because Redis went away: released first
         # thing when the session is refreshed again, instead of everyone waiting out their TTL.
         self._unreleased: dict[str, bytes] = {}
 
     def _lock(self, sid: str, ttl: float) -> Lock:
-        return Lock(self._redis, _lock_key(sid), timeout=ttl, blocking=False, thread_local=False)
+        return Lock(self._redis, lock_key(sid, self._prefix), timeout=ttl, blocking=False, thread_local=False)
 
     @asynccontextmanager
     async def hold(self, sid: str, *, ttl: float) -> AsyncIterator[bool]:
@@ -66,14 +72,14 @@ class RefreshLocks:
             raise
 
     async def held(self, sid: str) -> bool:
-        return bool(await guarded(self._redis.exists(_lock_key(sid))))
+        return bool(await guarded(self._redis.exists(lock_key(sid, self._prefix))))
 
     async def record_failure(self, sid: str, stale_token_tag: str, code: str) -> None:
-        await guarded(self._redis.set(_outcome_key(sid), f"{stale_token_tag}:{code}", ex=OUTCOME_SECONDS))
+        await guarded(self._redis.set(outcome_key(sid, self._prefix), f"{stale_token_tag}:{code}", ex=OUTCOME_SECONDS))
 
     async def failure(self, sid: str, stale_token_tag: str) -> str | None:
         """The error code a peer's refresh of this same stale token ended with, if any."""
-        value = await guarded(self._redis.get(_outcome_key(sid)))
+        value = await guarded(self._redis.get(outcome_key(sid, self._prefix)))
         if value is None:
             return None
         tag, _, code = (value.decode() if isinstance(value, bytes) else value).partition(":")

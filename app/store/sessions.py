@@ -7,7 +7,7 @@ and the customer's limits in one round trip, and a webhook can end all of a cust
 script, on Cluster too.
 (Ids from before the tag, plain random, still load; they count no customer limit.)
 
-Key layout:
+Key layout (`bff:` stands for the deployment's prefix, BFF_REDIS_PREFIX):
   bff:session:{tag}.r        string  "{absolute deadline ms}:{generation}:{encrypted session JSON}"
   bff:rl:graphql:{n}:{tag}.r string  the session's /graphql requests in rate-limit window n
   bff:rl:customer:{n}:{tag}  string  the customer's /graphql requests, every session of theirs, in window n
@@ -45,6 +45,7 @@ from app.errors import RateLimited, SessionExpired, SessionStoreUnavailable
 from app.metrics import Metrics
 from app.rates import NO_LIMITS, SessionRates
 from app.security import new_id
+from app.store import DEFAULT_PREFIX
 from app.store.connections import RedisConnections, guarded
 from app.store.rate_limits import RATE_LUA
 
@@ -156,57 +157,58 @@ def _split(sid: str) -> tuple[str, str]:
     return sid, ""
 
 
-def session_key(sid: str) -> str:
-    """The Redis key of a session record."""
+def session_key(sid: str, prefix: str = DEFAULT_PREFIX) -> str:
+    """The Redis key of a session record, under the deployment's key `prefix` (BFF_REDIS_PREFIX)."""
     tag, rest = _split(sid)
-    return f"bff:session:{{{tag}}}{rest}"
+    return f"{prefix}session:{{{tag}}}{rest}"
 
 
-def _rate_key(sid: str, window: int) -> str:
+def _rate_key(prefix: str, sid: str, window: int) -> str:
     tag, rest = _split(sid)
-    return f"bff:rl:graphql:{window}:{{{tag}}}{rest}"
+    return f"{prefix}rl:graphql:{window}:{{{tag}}}{rest}"
 
 
-def _customer_rate_key(sid: str, window: int) -> str | None:
+def _customer_rate_key(prefix: str, sid: str, window: int) -> str | None:
     tag, rest = _split(sid)
-    return f"bff:rl:customer:{window}:{{{tag}}}" if rest else None
+    return f"{prefix}rl:customer:{window}:{{{tag}}}" if rest else None
 
 
 def _customer_tag(sub: str) -> str:
     return hashlib.sha256(sub.encode()).hexdigest()[:32]
 
 
-def _customer_key(sub: str) -> str:
-    return f"bff:customer:{{{_customer_tag(sub)}}}"
+def _customer_key(prefix: str, sub: str) -> str:
+    return f"{prefix}customer:{{{_customer_tag(sub)}}}"
 
 
-def _epoch_key(sub: str) -> str:
+def _epoch_key(prefix: str, sub: str) -> str:
     # The same hash tag as the index, so both travel in one pipeline, on Cluster too.
-    return f"bff:epoch:{{{_customer_tag(sub)}}}"
+    return f"{prefix}epoch:{{{_customer_tag(sub)}}}"
 
 
-def _by_id_key(tag: str) -> str:
-    return f"bff:cid:{{{tag}}}"
+def _by_id_key(prefix: str, tag: str) -> str:
+    return f"{prefix}cid:{{{tag}}}"
 
 
-def _by_id_epoch_key(tag: str) -> str:
-    return f"bff:cepoch:{{{tag}}}"
+def _by_id_epoch_key(prefix: str, tag: str) -> str:
+    return f"{prefix}cepoch:{{{tag}}}"
 
 
-def _webhook_key(tag: str, webhook_id: str) -> str:
-    return f"bff:hook:{{{tag}}}{webhook_id}"
+def _webhook_key(prefix: str, tag: str, webhook_id: str) -> str:
+    return f"{prefix}hook:{{{tag}}}{webhook_id}"
 
 
 # End every session in a customer-id index, in the index's slot (every member carries its tag): mark the
 # epoch first (a login being stored meanwhile voids itself), delete each record and the index. With a
 # webhook id, only once: a replayed delivery finds its mark and does nothing. One round trip. The records
-# are not declared as KEYS: each shares the index's hash tag, so every one is in the script's slot.
+# are not declared as KEYS: each shares the index's hash tag, so every one is in the script's slot; their
+# names start with ARGV[4], the deployment's `{prefix}session:`.
 _END_BY_ID = """
 if ARGV[3] ~= '' and not redis.call('SET', KEYS[3], '1', 'NX', 'PX', ARGV[3]) then return -1 end
 redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
 local ended = 0
 for _, sid in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  ended = ended + redis.call('DEL', 'bff:session:{' .. string.sub(sid, 1, 16) .. '}' .. string.sub(sid, 17))
+  ended = ended + redis.call('DEL', ARGV[4] .. '{' .. string.sub(sid, 1, 16) .. '}' .. string.sub(sid, 17))
 end
 redis.call('DEL', KEYS[1])
 return ended
@@ -223,10 +225,13 @@ class SessionStore:
         *,
         idle_timeout: int,
         absolute_lifetime: int,
+        prefix: str,
         clock: Callable[[], float] = time.time,
         metrics: Metrics | None = None,
     ) -> None:
+        """`prefix` starts every key (BFF_REDIS_PREFIX): another prefix on the same Redis sees none of these."""
         self._redis = redis.client
+        self._prefix = prefix
         self._cipher = cipher
         self._metrics = metrics
         self._clock = clock
@@ -262,7 +267,7 @@ class SessionStore:
         deadline = now_ms + self._absolute_ms
         ttl = min(self._idle_ms, self._absolute_ms)
         value = b"%d:0:%s" % (deadline, self._seal(session))
-        await guarded(self._redis.set(session_key(session.sid), value, px=ttl))
+        await guarded(self._redis.set(session_key(session.sid, self._prefix), value, px=ttl))
         epoch = await self._index(session.sub, session.sid, deadline, now_ms)
         if session.customer_id:
             by_id = await self._index_by_id(session, deadline, now_ms)
@@ -287,11 +292,12 @@ class SessionStore:
             raise RateLimited(refused[1], headers={"Retry-After": str(max(1, math.ceil(refused[0] - now)))})
         window = rates.session.window(now)
         per_customer = rates.customer.window(now)
-        customer_key = _customer_rate_key(sid, per_customer.index)
+        customer_key = _customer_rate_key(self._prefix, sid, per_customer.index)
         customer_limit = rates.customer.amount if customer_key is not None else 0
+        rate_key = _rate_key(self._prefix, sid, window.index)
         found = await guarded(
             self._read(
-                keys=[session_key(sid), _rate_key(sid, window.index), customer_key or _rate_key(sid, window.index)],
+                keys=[session_key(sid, self._prefix), rate_key, customer_key or rate_key],
                 args=[
                     int(now * 1000),
                     self._idle_ms,
@@ -336,7 +342,7 @@ class SessionStore:
     async def _rewrite(self, sid: str, read: bytes, rewritten: bytes) -> None:
         """Put a record read under an older key under the first one, unless it changed since it was read."""
         try:
-            done = await guarded(self._reencrypt(keys=[session_key(sid)], args=[read, rewritten]))
+            done = await guarded(self._reencrypt(keys=[session_key(sid, self._prefix)], args=[read, rewritten]))
         except SessionStoreUnavailable:
             return  # the read worked; the next one tries again
         if done and self._metrics is not None:
@@ -344,7 +350,7 @@ class SessionStore:
 
     async def peek(self, sid: str) -> Session | None:
         """Read a session without sliding it (used after waiting for another refresher, and at logout)."""
-        raw = await guarded(self._redis.get(session_key(sid)))
+        raw = await guarded(self._redis.get(session_key(sid, self._prefix)))
         if not isinstance(raw, bytes):
             return None
         _, generation, blob = raw.split(b":", 2)
@@ -356,7 +362,7 @@ class SessionStore:
         new_generation = session.generation + 1
         ok = await guarded(
             self._replace(
-                keys=[session_key(session.sid)],
+                keys=[session_key(session.sid, self._prefix)],
                 args=[str(session.generation), self._seal(session), str(new_generation)],
             )
         )
@@ -364,15 +370,15 @@ class SessionStore:
 
     async def delete(self, sid: str, *, sub: str | None = None) -> None:
         # The session's rate-limit counters expire with their windows.
-        await guarded(self._redis.delete(session_key(sid)))
+        await guarded(self._redis.delete(session_key(sid, self._prefix)))
         if sub is not None:
-            await guarded(self._redis.zrem(_customer_key(sub), sid))
+            await guarded(self._redis.zrem(_customer_key(self._prefix, sub), sid))
 
     # --- the per-customer index -------------------------------------------------------------------
 
     async def _index(self, sub: str, sid: str, deadline_ms: int, now_ms: int) -> int | None:
         """Add a session to its customer's index; returns the customer's logout-everywhere epoch, if any."""
-        key = _customer_key(sub)
+        key = _customer_key(self._prefix, sub)
         # Bounded: members past their absolute deadline go at every login, and the index expires with
         # its newest session. Idle-expired members are pruned whenever the index grows past a few.
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -380,11 +386,11 @@ class SessionStore:
             pipe.zadd(key, {sid: deadline_ms})
             pipe.pexpire(key, self._absolute_ms)
             pipe.zcard(key)
-            pipe.get(_epoch_key(sub))  # after the ZADD: see end_all for why the order matters
+            pipe.get(_epoch_key(self._prefix, sub))  # after the ZADD: see end_all for why the order matters
             *_, size, epoch = await guarded(pipe.execute())
         if int(size) > INDEX_PRUNE_AT:
             members = await self.session_ids_of(sub)
-            alive = await asyncio.gather(*(guarded(self._redis.exists(session_key(m))) for m in members))
+            alive = await asyncio.gather(*(guarded(self._redis.exists(session_key(m, self._prefix))) for m in members))
             dead = [m for m, exists in zip(members, alive, strict=True) if not exists]
             if dead:
                 await guarded(self._redis.zrem(key, *dead))
@@ -393,12 +399,12 @@ class SessionStore:
     async def _index_by_id(self, session: Session, deadline_ms: int, now_ms: int) -> int | None:
         """Add a session to its customer-id index (in its own slot); returns that index's epoch, if any."""
         tag = customer_tag(session.sub, session.customer_id)
-        key = _by_id_key(tag)
+        key = _by_id_key(self._prefix, tag)
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.zremrangebyscore(key, "-inf", now_ms)  # bounded like the sub index: expired members go
             pipe.zadd(key, {session.sid: deadline_ms})
             pipe.pexpire(key, self._absolute_ms)
-            pipe.get(_by_id_epoch_key(tag))
+            pipe.get(_by_id_epoch_key(self._prefix, tag))
             *_, epoch = await guarded(pipe.execute())
         return int(epoch) if epoch is not None else None
 
@@ -408,8 +414,17 @@ class SessionStore:
         tag = customer_tag("", customer_id)
         ended = await guarded(
             self._end_by_id(
-                keys=[_by_id_key(tag), _by_id_epoch_key(tag), _webhook_key(tag, webhook_id)],
-                args=[self._now_ms(), self._absolute_ms, WEBHOOK_MEMORY_MS if webhook_id else ""],
+                keys=[
+                    _by_id_key(self._prefix, tag),
+                    _by_id_epoch_key(self._prefix, tag),
+                    _webhook_key(self._prefix, tag, webhook_id),
+                ],
+                args=[
+                    self._now_ms(),
+                    self._absolute_ms,
+                    WEBHOOK_MEMORY_MS if webhook_id else "",
+                    f"{self._prefix}session:",
+                ],
             )
         )
         return None if int(ended) < 0 else int(ended)
@@ -421,8 +436,8 @@ class SessionStore:
             return []
         async with self._redis.pipeline(transaction=False) as pipe:
             for sid in members:
-                pipe.get(session_key(sid))
-                pipe.pttl(session_key(sid))
+                pipe.get(session_key(sid, self._prefix))
+                pipe.pttl(session_key(sid, self._prefix))
             replies = await guarded(pipe.execute())
         found = []
         for sid, raw, ttl in zip(members, replies[::2], replies[1::2], strict=True):
@@ -445,7 +460,7 @@ class SessionStore:
         return max(session.created_at, self._clock() - (self._idle_ms - session.ttl_ms) / 1000)
 
     async def session_ids_of(self, sub: str) -> list[str]:
-        members = await guarded(self._redis.zrange(_customer_key(sub), 0, -1))
+        members = await guarded(self._redis.zrange(_customer_key(self._prefix, sub), 0, -1))
         return [m.decode() for m in cast(list[bytes], members)]
 
     async def end_all(self, sub: str) -> int:
@@ -455,15 +470,15 @@ class SessionStore:
         below (and is deleted here) or joins it after, and then its own `create` sees the epoch and voids
         itself. (A login that began just after the epoch may go too: it raced the logout.)
         """
-        key = _customer_key(sub)
-        await guarded(self._redis.set(_epoch_key(sub), self._now_ms(), px=self._absolute_ms))
+        key = _customer_key(self._prefix, sub)
+        await guarded(self._redis.set(_epoch_key(self._prefix, sub), self._now_ms(), px=self._absolute_ms))
         ended = 0
         for _ in range(10):  # bounded, even under a stream of concurrent logins
             members = await self.session_ids_of(sub)
             if not members:
                 break
             for sid in members:
-                ended += int(await guarded(self._redis.delete(session_key(sid))))
+                ended += int(await guarded(self._redis.delete(session_key(sid, self._prefix))))
             await guarded(self._redis.zrem(key, *members))
         return ended
 
@@ -485,7 +500,7 @@ class SessionStore:
                 counts[2 if position is None else min(position, 1)] += 1
             keys.clear()
 
-        async for key in self._redis.scan_iter(match="bff:session:*", count=batch):
+        async for key in self._redis.scan_iter(match=f"{self._prefix}session:*", count=batch):
             keys.append(key)
             if len(keys) >= batch:
                 await tally()
@@ -495,4 +510,4 @@ class SessionStore:
 
     async def ping(self) -> bool:
         """Readiness of every connection the store uses, the hot path's included (RedisConnections.ready)."""
-        return await guarded(self._ready())
+        return await guarded(self._ready(f"{self._prefix}readyz"))
