@@ -13,6 +13,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+# Seconds `serve` lets in-flight requests finish after SIGTERM; orchestrators' grace periods allow for it
+# (docker-compose.yml's stop_grace_period, deploy/kubernetes/deployment.yaml's terminationGracePeriodSeconds).
+DRAIN_SECONDS = 20
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m app", description=__doc__)
@@ -115,7 +119,7 @@ def _run_uvicorn(host: str, port: int, workers: int, max_connections: int, keepa
         proxy_headers=False,
         server_header=False,
         access_log=False,  # app.logs.RequestLog writes one line per request, without query strings
-        timeout_graceful_shutdown=20,
+        timeout_graceful_shutdown=DRAIN_SECONDS,
         # uvicorn answers 503 by itself once its open connections, the asking one included, reach the
         # limit: one more, so BFF_MAX_CONNECTIONS connections are served and the next one is refused.
         limit_concurrency=max_connections + 1,
