@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import ssl
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -264,7 +265,89 @@ def test_compose_proxy_file_puts_nginx_in_front_and_trusts_only_it(
     assert "server 127.0.0.1:8000;" in conf
     assert "proxy_set_header X-Forwarded-For $remote_addr;" in conf
     assert "large_client_header_buffers 4 8k;" in conf
-    assert "listen 8443 ssl;" in conf and "listen 8080;" in conf
+    assert "listen 8443 ssl http2;" in conf and "listen 8080;" in conf
+
+
+def nginx_conf_for_this_host(workdir: Path, *, bff_port: int, https_port: int, http_port: int) -> Path:
+    """deploy/nginx.conf with only its host-specific parts moved: ports, the BFF's port, the certificate and
+    the scratch files. Each is replaced exactly as often as it appears, so nothing else differs."""
+    text = (ROOT / "deploy" / "nginx.conf").read_text()
+    replacements = [
+        ("/tmp/", f"{workdir}/", 6),  # noqa: S108 - the pid file and buffers, moved into the test's own directory
+        ("listen [::]:8443 ssl http2;\n", "", 1),  # this machine may have no IPv6
+        ("listen [::]:8080;\n", "", 1),
+        ("listen 8443 ssl", f"listen 127.0.0.1:{https_port} ssl", 1),
+        ("listen 8080;", f"listen 127.0.0.1:{http_port};", 1),
+        ("server 127.0.0.1:8000;", f"server 127.0.0.1:{bff_port};", 1),
+        ("/etc/nginx/tls/", f"{workdir}/tls/", 2),
+    ]
+    for old, new, count in replacements:
+        assert text.count(old) == count, f"deploy/nginx.conf: {old!r} appears {text.count(old)}x, not {count}x"
+        text = text.replace(old, new)
+    (workdir / "tls").mkdir()
+    certificate = [
+        "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days",
+        "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+        "-keyout", str(workdir / "tls" / "privkey.pem"), "-out", str(workdir / "tls" / "fullchain.pem"),
+    ]  # fmt: skip
+    made = run(certificate, cwd=workdir)
+    assert made.returncode == 0, made.stderr
+    path = workdir / "nginx.conf"
+    path.write_text(text)
+    return path
+
+
+def from_address(address: str, certificate: Path) -> httpx.AsyncClient:
+    """A client connecting from `address` (any of 127.0.0.0/8 is this host), trusting our certificate."""
+    trusted = ssl.create_default_context(cafile=str(certificate))
+    transport = httpx.AsyncHTTPTransport(local_address=address, verify=trusted)
+    return httpx.AsyncClient(transport=transport, timeout=5)
+
+
+async def test_nginx_front_proxy_caps_headers_and_names_the_client_it_sees(
+    launcher: Launcher, redis_url: str, tmp_path: Path
+) -> None:
+    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    if nginx is None:
+        pytest.skip("nginx is not installed (apt-get install nginx); deploy/nginx.conf not run")
+    bff_port, https_port, http_port = free_port(), free_port(), free_port()
+    shop = launcher.shop([bff_port])
+    # As deploy/docker-compose.proxy.yml sets it; two logins a minute per client, to see whose bucket is whose.
+    bff = launcher.bff(bff_port, shop.url, redis_url, BFF_TRUSTED_PROXIES="127.0.0.1", BFF_RATE_LIMIT_LOGIN="2/minute")
+    conf = nginx_conf_for_this_host(tmp_path, bff_port=bff_port, https_port=https_port, http_port=http_port)
+    checked = run([nginx, "-t", "-q", "-e", "stderr", "-p", str(tmp_path), "-c", str(conf)], cwd=tmp_path)
+    assert checked.returncode == 0, checked.stderr
+    proxy = Process("nginx", [nginx, "-e", "stderr", "-p", str(tmp_path), "-c", str(conf), "-g", "daemon off;"],
+                    port=https_port, workdir=tmp_path)  # fmt: skip
+    bff.wait_ok("/readyz")
+    url = f"https://127.0.0.1:{https_port}"
+    certificate = tmp_path / "tls" / "fullchain.pem"
+    with proxy:
+        async with from_address("127.0.0.2", certificate) as client, from_address("127.0.0.3", certificate) as other:
+
+            async def serving() -> bool:
+                try:
+                    return (await client.get(f"{url}/healthz")).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            await eventually(serving, timeout=10, what="nginx serving the BFF's /healthz")
+            # Over the caps: nginx refuses before the BFF sees anything (no request id of the BFF's).
+            too_long_header = await client.get(f"{url}/healthz", headers={"X-Padding": "a" * 9000})
+            assert too_long_header.status_code == 400
+            assert "x-request-id" not in too_long_header.headers
+            too_long_line = await client.get(f"{url}/healthz", params={"q": "a" * 9000})
+            assert too_long_line.status_code == 414
+            assert "x-request-id" not in too_long_line.headers
+
+            # The BFF rate-limits the client nginx saw, whatever X-Forwarded-For the client sent...
+            async def login_started(browser: httpx.AsyncClient, claimed: str) -> bool:
+                response = await browser.get(f"{url}/auth/login", headers={"X-Forwarded-For": claimed})
+                return response.is_redirect and response.headers["location"].startswith(shop.url)
+
+            assert [await login_started(client, f"203.0.113.{n}") for n in (1, 2, 3)] == [True, True, False]
+            # ... and another client has a bucket of its own: the BFF trusts nginx to name it.
+            assert await login_started(other, "203.0.113.1") is True
 
 
 # --- Dockerfile and .dockerignore -----------------------------------------------------------------
