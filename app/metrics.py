@@ -26,6 +26,7 @@ class Metrics:
         r = CollectorRegistry(auto_describe=True)
         self.registry = r
         directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        self.multiprocess = bool(directory)
         if directory:
             # prometheus_client's rule: the registry a scrape reads holds the collector only, or this process's
             # values would be listed beside the sum that already holds them.

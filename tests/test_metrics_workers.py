@@ -69,6 +69,9 @@ async def test_metrics_count_the_requests_of_every_worker(launcher: Launcher, re
             scraped = await scraper.get(f"http://127.0.0.1:{metrics_port}/metrics")
         assert scraped.status_code == 200
         assert rejected_csrf(scraped.text) == sent
+    # The worker that could not bind the listener says why, and warns of nothing: its metrics are served.
+    assert "served by another worker" in server.output()
+    assert "not started (BFF_METRICS_LISTENER)" not in server.output()
 
     # The directory is the server's own, private, shared by both workers, and removed when it stops.
     directories = {env.get("PROMETHEUS_MULTIPROC_DIR") for env in worker_environments(server)}
