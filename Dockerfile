@@ -56,10 +56,13 @@ HEALTHCHECK --interval=15s --timeout=5s --start-period=10s --retries=3 \
 STOPSIGNAL SIGTERM
 CMD ["python", "-m", "app", "serve"]
 
-# The runtime image plus the stand-in's source (its imports are all runtime dependencies already).
+# The runtime image plus the stand-in's source and the demo storefront (their imports are all runtime
+# dependencies already): compose's dev profile runs both from it.
 FROM runtime-base AS dev
 COPY --from=build /opt/venv /opt/venv
 COPY mock_shopify /opt/standin/mock_shopify
+COPY devkit/__init__.py devkit/demo_server.py /opt/standin/devkit/
+COPY demo /opt/standin/demo
 ENV PYTHONPATH=/opt/standin
 
 FROM runtime-base AS runtime

@@ -7,9 +7,15 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import signal
 import sys
+import tempfile
 from pathlib import Path
+
+# Seconds `serve` lets in-flight requests finish after SIGTERM; orchestrators' grace periods allow for it
+# (docker-compose.yml's stop_grace_period, deploy/kubernetes/deployment.yaml's terminationGracePeriodSeconds).
+DRAIN_SECONDS = 20
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,8 +76,6 @@ def _number_from_env(name: str, default: str, parser: argparse.ArgumentParser) -
 
 
 def _serve(host: str, port: int, workers: int) -> int:
-    import uvicorn
-
     from app.config import ConfigError, load_settings
 
     try:
@@ -80,9 +84,30 @@ def _serve(host: str, port: int, workers: int) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)  # noqa: T201 - the operator reads the variable's name, not a traceback
         return 2  # like any other usage error
+    try:
+        metrics_dir = _multiprocess_metrics_dir(workers)
+    except OSError as exc:
+        print(  # noqa: T201
+            f"invalid configuration:\n  BFF_WORKERS={workers} needs a writable directory for the workers' metrics "
+            f"(set PROMETHEUS_MULTIPROC_DIR to an empty one): {exc}",
+            file=sys.stderr,
+        )
+        return 2
     # uvicorn re-raises the SIGTERM it handled once drained; make that a clean exit (0, not 143) so
     # orchestrators do not report a graceful stop as a crash.
     signal.signal(signal.SIGTERM, _exit_cleanly)
+    try:
+        _run_uvicorn(host, port, workers, settings.bff_max_connections, settings.bff_keepalive_timeout)
+    finally:
+        if metrics_dir is not None:
+            del os.environ["PROMETHEUS_MULTIPROC_DIR"]
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+    return 0
+
+
+def _run_uvicorn(host: str, port: int, workers: int, max_connections: int, keepalive_timeout: int) -> None:
+    import uvicorn
+
     uvicorn.run(
         "app.main:create_app",
         factory=True,
@@ -94,13 +119,28 @@ def _serve(host: str, port: int, workers: int) -> int:
         proxy_headers=False,
         server_header=False,
         access_log=False,  # app.logs.RequestLog writes one line per request, without query strings
-        timeout_graceful_shutdown=20,
+        timeout_graceful_shutdown=DRAIN_SECONDS,
         # uvicorn answers 503 by itself once its open connections, the asking one included, reach the
         # limit: one more, so BFF_MAX_CONNECTIONS connections are served and the next one is refused.
-        limit_concurrency=settings.bff_max_connections + 1,
-        timeout_keep_alive=settings.bff_keepalive_timeout,
+        limit_concurrency=max_connections + 1,
+        timeout_keep_alive=keepalive_timeout,
     )
-    return 0
+
+
+def _multiprocess_metrics_dir(workers: int) -> str | None:
+    """With several workers, a fresh private PROMETHEUS_MULTIPROC_DIR for their metrics (app/metrics.py), which
+    the caller removes when the server stops; None when one worker needs none, or the operator gave one (used as
+    it is, and left in place)."""
+    if workers == 1 or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return None
+    # /dev/shm first: memory-backed, and writable in a container whose root filesystem is read-only (Docker's
+    # and Kubernetes' runtimes mount it), where the temp dir is not. mkdtemp makes it 0700: only we read it.
+    shm = "/dev/shm"  # noqa: S108 - a private directory is made inside it, not a fixed path
+    base = shm if os.path.isdir(shm) and os.access(shm, os.W_OK | os.X_OK) else None
+    path = tempfile.mkdtemp(prefix="bff-metrics-", dir=base)
+    # Set before uvicorn starts the workers: each reads it when it first imports prometheus_client.
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    return path
 
 
 def _exit_cleanly(signum: int, frame: object) -> None:

@@ -148,7 +148,10 @@ def _start_metrics_listener(settings: Settings, metrics: Metrics, stack: AsyncEx
     try:
         server, thread = start_http_server(port, addr=host, registry=metrics.registry)
     except OSError as exc:
-        # With several workers only the first can bind; the others' metrics are not exported there.
+        if metrics.multiprocess:
+            # Several workers: the first to bind serves the sum of all of them (app/metrics.py).
+            log.info("metrics listener %s: served by another worker (%s)", settings.bff_metrics_listener, exc)
+            return
         log.warning("metrics listener %s not started (BFF_METRICS_LISTENER): %s", settings.bff_metrics_listener, exc)
         return
     # Run in reverse: stop serving, wait for the thread, then close the listening socket.

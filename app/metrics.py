@@ -1,18 +1,37 @@
-"""Prometheus metrics, one registry per app so several apps in one process (tests) stay apart."""
+"""Prometheus metrics, one registry per app so several apps in one process (tests) stay apart.
+
+Several workers in one container (BFF_WORKERS > 1) each count in their own process, and a scrape reaches one
+of them. So `python -m app serve` then sets PROMETHEUS_MULTIPROC_DIR (app/__main__.py), which puts
+prometheus_client in its multiprocess mode: every process writes its values to files in that directory, and
+whichever worker answers a scrape reads them all and adds them up. Counters and histograms add up as they
+should; a Gauge added here must say how (`multiprocess_mode="livesum"` for a count of things in progress,
+`"max"` or `"mostrecent"` for one value every process sees the same), as the default lists one series per pid.
+"""
 
 from __future__ import annotations
 
+import os
+
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class Metrics:
-    """Every metric the BFF exports, named `bff_*`."""
+    """Every metric the BFF exports, named `bff_*`. `registry` is what a scrape reads: this process's
+    metrics, or in multiprocess mode (PROMETHEUS_MULTIPROC_DIR set) the sum over every process."""
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
+        r = CollectorRegistry(auto_describe=True)
+        self.registry = r
+        directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        self.multiprocess = bool(directory)
+        if directory:
+            # prometheus_client's rule: the registry a scrape reads holds the collector only, or this process's
+            # values would be listed beside the sum that already holds them.
+            self.registry = CollectorRegistry()
+            MultiProcessCollector(self.registry, path=directory)  # type: ignore[no-untyped-call]
         self.logins = Counter("bff_logins_total", "Logins started, by outcome.", ["outcome"], registry=r)
         self.callbacks = Counter("bff_callbacks_total", "Login callbacks, by outcome.", ["outcome"], registry=r)
         self.refreshes = Counter("bff_refreshes_total", "Token refreshes, by outcome.", ["outcome"], registry=r)
@@ -73,4 +92,5 @@ class Metrics:
             self.redis_errors.inc()
 
     def render(self) -> bytes:
+        """The text a scrape gets, from `registry`."""
         return generate_latest(self.registry)

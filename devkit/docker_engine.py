@@ -138,7 +138,9 @@ def start_engine() -> Engine:
         raise EngineError("dockerd is not installed (apt-get install docker.io)")
     workdir = Path(tempfile.mkdtemp(prefix="bff-dockerd-"))
     engine = Engine(f"unix://{workdir / 'docker.sock'}", workdir=workdir)
-    namespace = f"bff-{workdir.name}"  # in case dockerd joins the machine's containerd instead of starting its own
+    # In case dockerd joins the machine's containerd instead of starting its own. Letters and digits only:
+    # containerd refuses a name with `_` (which mkdtemp's suffix may hold) next to a `-` or at its end.
+    namespace = "bff-" + "".join(c for c in workdir.name if c.isascii() and c.isalnum())
     args = [
         dockerd, "--data-root", str(workdir / "data"), "--exec-root", str(workdir / "exec"),
         "--pidfile", str(workdir / "dockerd.pid"), "--host", engine.host,

@@ -7,19 +7,23 @@ import json
 import os
 import re
 import shutil
+import ssl
 import subprocess
 import time
 from collections.abc import Callable, Iterator
 from fnmatch import fnmatch
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
+from devkit.redis_server import free_port
 from tests.helpers import (
     ROOT,
     ConfigError,
     Launcher,
+    Process,
     Settings,
     browser,
     eventually,
@@ -54,22 +58,45 @@ PRODUCTION_VALUES = {
 # --- docker-compose.yml ---------------------------------------------------------------------------
 
 
+DEFAULT_FILES = ("docker-compose.yml", "docker-compose.override.yml")  # what `docker compose` reads by default
+Port = tuple[str, int, int]  # host address, published port, container port
+EVERYWHERE = "0.0.0.0"  # noqa: S104 - what compose prints for a port published on every interface
+
+
 @pytest.fixture
 def compose(tmp_path: Path) -> Iterator[Compose]:
-    """`docker-compose ... config` with exactly the variables given: no inherited ones, no project `.env`."""
+    """`docker-compose ... config` with exactly the variables given: no inherited ones, no project `.env`.
+    `files=None` passes no `-f`, as a person types it in the checkout (so the env file's COMPOSE_FILE counts)."""
     binary = shutil.which("docker-compose")
     if binary is None:
         pytest.skip("docker-compose is not installed (apt-get install docker-compose); compose file not checked")
     empty = tmp_path / "empty.env"
     empty.write_text("")
 
-    def config(variables: dict[str, str], *args: str, env_file: Path = empty) -> subprocess.CompletedProcess[str]:
-        # The two files `docker compose` reads by default in the checkout.
-        files = ["-f", str(ROOT / "docker-compose.yml"), "-f", str(ROOT / "docker-compose.override.yml")]
-        command = [binary, *files, "--env-file", str(env_file), *args, "config"]
-        return run(command, cwd=tmp_path, env={"HOME": str(tmp_path), **variables}, inherit_env=False)
+    def config(
+        variables: dict[str, str],
+        *args: str,
+        env_file: Path = empty,
+        files: tuple[str, ...] | None = DEFAULT_FILES,
+    ) -> subprocess.CompletedProcess[str]:
+        chosen = [flag for name in files for flag in ("-f", str(ROOT / name))] if files is not None else []
+        command = [binary, *chosen, "--env-file", str(env_file), *args, "config"]
+        cwd = tmp_path if files is not None else ROOT
+        return run(command, cwd=cwd, env={"HOME": str(tmp_path), **variables}, inherit_env=False)
 
     yield config
+
+
+def published(service: dict[str, Any]) -> set[Port]:
+    """A service's published ports, from either form `config` prints (`ip:published:target/tcp` or a mapping)."""
+    ports: set[Port] = set()
+    for entry in service.get("ports", []):
+        if isinstance(entry, str):
+            *address, host_port, target = entry.removesuffix("/tcp").split(":")
+            ports.add((address[0] if address else EVERYWHERE, int(host_port), int(target)))
+        else:
+            ports.add((entry.get("host_ip") or EVERYWHERE, int(entry["published"]), int(entry["target"])))
+    return ports
 
 
 def env_example_names() -> set[str]:
@@ -93,7 +120,7 @@ def test_compose_file_is_valid_and_wires_bff_to_redis(compose: Compose, monkeypa
     result = compose({**PRODUCTION_VALUES, "BFF_LOG_LEVEL": "debug"})
     assert result.returncode == 0, result.stderr
     services = load_yaml(result.stdout)["services"]
-    assert set(services) == {"bff", "redis", "shopify"}
+    assert set(services) == {"bff", "redis", "shopify", "demo"}
     bff, redis = services["bff"], services["redis"]
     environment = bff["environment"]
     assert env_example_names() <= set(environment), "every variable of .env.example reaches the container"
@@ -104,7 +131,6 @@ def test_compose_file_is_valid_and_wires_bff_to_redis(compose: Compose, monkeypa
     assert settings.bff_dev_mode is False
     assert settings.bff_session_secret.get_secret_value() == PRODUCTION_VALUES["BFF_SESSION_SECRET"]
     assert bff["depends_on"] == {"redis": {"condition": "service_healthy"}}
-    assert {"published": 8000, "target": 8000} in bff["ports"]
     assert bff["read_only"] is True
     assert bff["build"]["target"] == "runtime"
     assert redis["image"] == "redis:7-alpine"
@@ -112,6 +138,20 @@ def test_compose_file_is_valid_and_wires_bff_to_redis(compose: Compose, monkeypa
     assert "redis-data:/data:rw" in redis["volumes"]
     assert "redis-cli ping" in " ".join(redis["healthcheck"]["test"])
     assert services["shopify"]["profiles"] == ["dev"]
+    assert services["demo"]["profiles"] == ["dev"]
+
+
+def test_compose_publishes_only_the_bff_and_on_loopback(compose: Compose) -> None:
+    services = load_yaml(compose(PRODUCTION_VALUES).stdout)["services"]
+    # Nothing on 9000 (the stand-in's port is the dev profile's), Redis never: only the BFF, on this host.
+    assert {name: published(service) for name, service in services.items()} == {
+        "bff": {("127.0.0.1", 8000, 8000)},
+        "redis": set(),
+        "shopify": set(),
+        "demo": set(),
+    }
+    result = compose({**PRODUCTION_VALUES, "BFF_PUBLISH": "0.0.0.0:8080"})
+    assert published(load_yaml(result.stdout)["services"]["bff"]) == {(EVERYWHERE, 8080, 8000)}
 
 
 @pytest.mark.parametrize("missing", REQUIRED)
@@ -125,13 +165,18 @@ def test_compose_refuses_to_start_without_a_required_setting(compose: Compose, m
 def test_compose_dev_profile_runs_the_stand_in_with_settings_the_app_accepts(
     compose: Compose, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    result = compose({}, "--profile", "dev", env_file=ROOT / "compose.dev.env")
+    # As the docs have it: `docker compose --env-file compose.dev.env up`, no -f, no --profile.
+    result = compose({}, env_file=ROOT / "compose.dev.env", files=None)
     assert result.returncode == 0, result.stderr
     services = load_yaml(result.stdout)["services"]
     bff, shop = services["bff"]["environment"], services["shopify"]
     # One network namespace: http://localhost:9000 is the stand-in for the BFF and (published) for the browser.
     assert shop["network_mode"] == "service:bff"
-    assert "127.0.0.1:9000:9000/tcp" in services["bff"]["ports"]
+    assert published(services["bff"]) == {
+        ("127.0.0.1", 8000, 8000),
+        ("127.0.0.1", 9000, 9000),
+        ("127.0.0.1", 3000, 3000),
+    }
     assert shop["build"]["target"] == "dev"
     assert shop["command"][:3] == ["python", "-m", "mock_shopify"]
     assert shop["command"][shop["command"].index("--base-url") + 1] == bff["SHOPIFY_SHOP_DOMAIN"]
@@ -148,6 +193,161 @@ def test_compose_dev_profile_runs_the_stand_in_with_settings_the_app_accepts(
     # The dev session secret is a placeholder on purpose: outside dev mode the BFF refuses to start with it.
     with pytest.raises(ConfigError, match="BFF_SESSION_SECRET"):
         load_container_settings({**bff, "BFF_DEV_MODE": "false"}, monkeypatch)
+
+
+async def test_compose_dev_profile_serves_the_demo_where_login_and_logout_land(
+    compose: Compose, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    services = load_yaml(compose({}, env_file=ROOT / "compose.dev.env", files=None).stdout)["services"]
+    bff, demo = services["bff"]["environment"], services["demo"]
+    assert demo["network_mode"] == "service:bff"
+    assert demo["build"]["target"] == "dev"
+    settings = load_container_settings(bff, monkeypatch)
+    # Where a login returns without return_to, and where the shop's logout sends the browser: the demo's origin.
+    assert settings.default_return_to == "http://localhost:3000/"
+    assert settings.bff_post_logout_redirect_url == "http://localhost:3000/"
+    command = demo["command"]
+    assert command[:3] == ["python", "-m", "devkit.demo_server"]
+    assert command[command.index("--port") + 1] == "3000"
+    # The compose service's own command and environment, on a free port of this host: the page is served,
+    # pointed at the BFF and the stand-in.
+    port = free_port()
+    args = [*command[1 : command.index("--host")], "--host", "127.0.0.1", "--port", str(port)]
+    with Process("demo", python(*args), port=port, workdir=tmp_path, env=demo["environment"]) as page:
+        page.wait_ok("/")
+        config = httpx.get(f"{page.url}/config.js", timeout=5).text
+    assert 'BFF_URL = "http://localhost:8000"' in config
+    assert "http://localhost:9000/api/" in config
+
+
+def test_compose_host_override_publishes_nothing_and_keeps_everything_on_loopback(compose: Compose) -> None:
+    result = compose(
+        {},
+        "--profile",
+        "dev",
+        env_file=ROOT / "compose.dev.env",
+        files=("docker-compose.yml", "docker-compose.host.yml"),
+    )
+    assert result.returncode == 0, result.stderr
+    services = load_yaml(result.stdout)["services"]
+    assert {name: published(service) for name, service in services.items()} == {name: set() for name in services}
+    assert services["bff"]["network_mode"] == "host"
+    assert services["bff"]["environment"]["BFF_HOST"] == "127.0.0.1"
+    assert services["redis"]["command"][:3] == ["redis-server", "--bind", "127.0.0.1"]
+    for name in ("shopify", "demo"):
+        command = services[name]["command"]
+        assert command[command.index("--host") + 1] == "127.0.0.1", name
+        assert services[name]["build"]["network"] == "host", name
+
+
+def test_compose_proxy_file_puts_nginx_in_front_and_trusts_only_it(
+    compose: Compose, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    files = ("docker-compose.yml", "deploy/docker-compose.proxy.yml")
+    refused = compose(PRODUCTION_VALUES, files=files)
+    assert refused.returncode == 1 and "BFF_TLS_DIR" in refused.stderr
+    result = compose({**PRODUCTION_VALUES, "BFF_TLS_DIR": str(tmp_path)}, files=files)
+    assert result.returncode == 0, result.stderr
+    services = load_yaml(result.stdout)["services"]
+    # 80 and 443 only, to nginx's ports in the shared namespace; the BFF's own 8000 is not published.
+    assert published(services["bff"]) == {(EVERYWHERE, 80, 8080), (EVERYWHERE, 443, 8443)}
+    proxy = services["proxy"]
+    assert proxy["network_mode"] == "service:bff"
+    assert f"{ROOT / 'deploy' / 'nginx.conf'}:/etc/nginx/nginx.conf:ro" in proxy["volumes"]
+    assert f"{tmp_path}:/etc/nginx/tls:ro" in proxy["volumes"]
+    assert proxy["read_only"] is True
+    environment = services["bff"]["environment"]
+    assert environment["BFF_TRUSTED_PROXIES"] == "127.0.0.1"
+    assert [str(net) for net in load_container_settings(environment, monkeypatch).trusted_proxies] == ["127.0.0.1/32"]
+    conf = (ROOT / "deploy" / "nginx.conf").read_text()
+    # nginx reaches the BFF where it listens in the namespace, names the client it sees (replacing what the
+    # client sent), and caps the request line and headers.
+    assert "server 127.0.0.1:8000;" in conf
+    assert "proxy_set_header X-Forwarded-For $remote_addr;" in conf
+    assert "large_client_header_buffers 4 8k;" in conf
+    assert "listen 8443 ssl http2;" in conf and "listen 8080;" in conf
+
+
+def nginx_conf_for_this_host(workdir: Path, *, bff_port: int, https_port: int, http_port: int) -> Path:
+    """deploy/nginx.conf with only its host-specific parts moved: ports, the BFF's port, the certificate and
+    the scratch files. Each is replaced exactly as often as it appears, so nothing else differs."""
+    text = (ROOT / "deploy" / "nginx.conf").read_text()
+    replacements = [
+        ("/tmp/", f"{workdir}/", 6),  # noqa: S108 - the pid file and buffers, moved into the test's own directory
+        ("listen [::]:8443 ssl http2;\n", "", 1),  # this machine may have no IPv6
+        ("listen [::]:8080;\n", "", 1),
+        ("listen 8443 ssl", f"listen 127.0.0.1:{https_port} ssl", 1),
+        ("listen 8080;", f"listen 127.0.0.1:{http_port};", 1),
+        ("server 127.0.0.1:8000;", f"server 127.0.0.1:{bff_port};", 1),
+        ("/etc/nginx/tls/", f"{workdir}/tls/", 2),
+    ]
+    for old, new, count in replacements:
+        assert text.count(old) == count, f"deploy/nginx.conf: {old!r} appears {text.count(old)}x, not {count}x"
+        text = text.replace(old, new)
+    (workdir / "tls").mkdir()
+    certificate = [
+        "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days",
+        "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+        "-keyout", str(workdir / "tls" / "privkey.pem"), "-out", str(workdir / "tls" / "fullchain.pem"),
+    ]  # fmt: skip
+    made = run(certificate, cwd=workdir)
+    assert made.returncode == 0, made.stderr
+    path = workdir / "nginx.conf"
+    path.write_text(text)
+    return path
+
+
+def from_address(address: str, certificate: Path) -> httpx.AsyncClient:
+    """A client connecting from `address` (any of 127.0.0.0/8 is this host), trusting our certificate."""
+    trusted = ssl.create_default_context(cafile=str(certificate))
+    transport = httpx.AsyncHTTPTransport(local_address=address, verify=trusted)
+    return httpx.AsyncClient(transport=transport, timeout=5)
+
+
+async def test_nginx_front_proxy_caps_headers_and_names_the_client_it_sees(
+    launcher: Launcher, redis_url: str, tmp_path: Path
+) -> None:
+    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    if nginx is None:
+        pytest.skip("nginx is not installed (apt-get install nginx); deploy/nginx.conf not run")
+    bff_port, https_port, http_port = free_port(), free_port(), free_port()
+    shop = launcher.shop([bff_port])
+    # As deploy/docker-compose.proxy.yml sets it; two logins a minute per client, to see whose bucket is whose.
+    bff = launcher.bff(bff_port, shop.url, redis_url, BFF_TRUSTED_PROXIES="127.0.0.1", BFF_RATE_LIMIT_LOGIN="2/minute")
+    conf = nginx_conf_for_this_host(tmp_path, bff_port=bff_port, https_port=https_port, http_port=http_port)
+    checked = run([nginx, "-t", "-q", "-e", "stderr", "-p", str(tmp_path), "-c", str(conf)], cwd=tmp_path)
+    assert checked.returncode == 0, checked.stderr
+    proxy = Process("nginx", [nginx, "-e", "stderr", "-p", str(tmp_path), "-c", str(conf), "-g", "daemon off;"],
+                    port=https_port, workdir=tmp_path)  # fmt: skip
+    bff.wait_ok("/readyz")
+    url = f"https://127.0.0.1:{https_port}"
+    certificate = tmp_path / "tls" / "fullchain.pem"
+    with proxy:
+        async with from_address("127.0.0.2", certificate) as client, from_address("127.0.0.3", certificate) as other:
+
+            async def serving() -> bool:
+                try:
+                    return (await client.get(f"{url}/healthz")).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            await eventually(serving, timeout=10, what="nginx serving the BFF's /healthz")
+            # Over the caps: nginx refuses before the BFF sees anything (no request id of the BFF's).
+            too_long_header = await client.get(f"{url}/healthz", headers={"X-Padding": "a" * 9000})
+            assert too_long_header.status_code == 400
+            assert "x-request-id" not in too_long_header.headers
+            too_long_line = await client.get(f"{url}/healthz", params={"q": "a" * 9000})
+            assert too_long_line.status_code == 414
+            assert "x-request-id" not in too_long_line.headers
+
+            # The BFF rate-limits the client nginx saw, whatever X-Forwarded-For the client sent...
+            async def login_started(browser: httpx.AsyncClient, claimed: str) -> bool:
+                response = await browser.get(f"{url}/auth/login", headers={"X-Forwarded-For": claimed})
+                return response.is_redirect and response.headers["location"].startswith(shop.url)
+
+            assert [await login_started(client, f"203.0.113.{n}") for n in (1, 2, 3)] == [True, True, False]
+            # ... and another client has a bucket of its own: the BFF trusts nginx to name it.
+            assert await login_started(other, "203.0.113.1") is True
 
 
 # --- Dockerfile and .dockerignore -----------------------------------------------------------------
@@ -246,6 +446,10 @@ def dockerignored(path: str) -> bool:
         ("requirements/dev.lock", True),
         ("app/main.py", False),
         ("mock_shopify/app.py", False),
+        # The dev image's demo storefront: its page and its server, not the rest of devkit/.
+        ("demo/index.html", False),
+        ("devkit/demo_server.py", False),
+        ("devkit/dev.py", True),
     ],
 )
 def test_dockerignore_sends_only_what_the_build_copies(path: str, ignored: bool) -> None:

@@ -1,6 +1,6 @@
 """The image, built and run by a real Docker engine: a login through the stand-in, the session across a restart
-of the BFF's container, draining on `docker stop`, uid 10001 on a read-only root; then the same through
-`docker compose` with docker-compose.host.yml.
+of the BFF's container, draining on `docker stop`, uid 10001 on a read-only root, two workers' metrics summed
+there; then the same through `docker compose` with docker-compose.host.yml.
 
 The engine is the running one, else a dockerd this module starts (root only) and stops. Every container uses the
 host's network, here only loopback. With our own engine (a machine like CI's, which reaches no registry) the base
@@ -19,6 +19,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -176,9 +177,10 @@ class Stack:
     shop_url: str
 
 
-@pytest.fixture
-def stack(engine: Engine, images: Images, launcher: Launcher) -> Iterator[Stack]:
-    """Redis and the BFF in containers on the host's network, the stand-in in this process."""
+@contextmanager
+def running_stack(engine: Engine, images: Images, launcher: Launcher, **env: str) -> Iterator[Stack]:
+    """Redis and the BFF (with `env` on top of its settings) in containers on the host's network, the stand-in in
+    this process."""
     bff_port, redis_port = free_port(), free_port()
     shop = launcher.shop([bff_port])
     redis, bff = unique("bff-test-redis"), unique("bff-test")
@@ -187,8 +189,9 @@ def stack(engine: Engine, images: Images, launcher: Launcher) -> Iterator[Stack]
         "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
         "BFF_HOST": "127.0.0.1",
         "BFF_PORT": str(bff_port),
+        **env,
     }
-    env_file = launcher.workdir / "bff.env"
+    env_file = launcher.workdir / f"{bff}.env"
     env_file.write_text("".join(f"{name}={value}\n" for name, value in settings.items()))
     try:
         run = ["run", "--detach", "--network", "host"]
@@ -204,6 +207,12 @@ def stack(engine: Engine, images: Images, launcher: Launcher) -> Iterator[Stack]
                 engine.docker("rm", "--force", "--volumes", container)
             except EngineError:
                 pass  # never started
+
+
+@pytest.fixture
+def stack(engine: Engine, images: Images, launcher: Launcher) -> Iterator[Stack]:
+    with running_stack(engine, images, launcher) as running:
+        yield running
 
 
 def test_image_runs_as_10001_on_a_read_only_root_and_passes_its_healthcheck(engine: Engine, stack: Stack) -> None:
@@ -225,6 +234,34 @@ async def test_image_drains_on_docker_stop_and_exits_0(engine: Engine, stack: St
         await login(client, at=stack.url)
         stop = ["stop", "--time", str(GRACE), stack.bff]
         await assert_stop_drains(engine, shop, client, stack.url, stack.bff, lambda: engine.docker(*stop, timeout=60))
+
+
+async def refused_by(url: str) -> str:
+    """A POST /graphql without CSRF proof, on a connection of its own; the request-id prefix of the worker
+    that refused it (app.logs.RequestLog: one random prefix per process)."""
+    async with httpx.AsyncClient() as client:
+        response = await client.post(f"{url}/graphql", json={"query": "{ customer { id } }"})
+    assert response.status_code == 403, response.text
+    return response.headers["x-request-id"].rsplit("-", 1)[0]
+
+
+async def test_image_with_two_workers_on_a_read_only_root_counts_both_in_its_metrics(
+    engine: Engine, images: Images, launcher: Launcher
+) -> None:
+    metrics = free_port()
+    listener = {"BFF_WORKERS": "2", "BFF_METRICS_LISTENER": f"127.0.0.1:{metrics}"}
+    with running_stack(engine, images, launcher, **listener) as stack:
+        # The workers' metrics directory, made by `serve` where a read-only root still lets it write.
+        shm = engine.docker("exec", stack.bff, "ls", "/dev/shm").split()  # noqa: S108 - the container's
+        assert len([name for name in shm if name.startswith("bff-metrics-")]) == 1, shm
+        workers: set[str] = set()
+        sent = 0
+        while len(workers) < 2:
+            assert sent < 400, f"all {sent} requests reached one worker"
+            workers.update(await asyncio.gather(*(refused_by(stack.url) for _ in range(20))))
+            sent += 20
+        scraped = httpx.get(f"http://127.0.0.1:{metrics}/metrics", timeout=5).text
+        assert f'bff_requests_rejected_total{{code="csrf_failed"}} {float(sent)}' in scraped.splitlines()
 
 
 # --- docker compose -----------------------------------------------------------------------------------
