@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import logging
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
@@ -12,25 +13,36 @@ import httpx
 from app.config import ConfigError, Settings, load_settings
 from app.crypto import TokenCipher
 from app.errors import BFFError, InvalidClient, InvalidGrant
+from app.failures import cause_of, target_of
 from app.shopify.credentials import Credentials
 from app.shopify.discovery import Discovery
 from app.shopify.http import auth_http_client, get_json
 from app.shopify.oauth import ShopifyOAuth
 from app.store.connections import RedisConnections
 from app.store.sessions import SessionStore
-from app.urls import redacted
 
 Printer = Callable[[str], None]
+
+# What to look at for each kind of cause (failures.py), before the setting's name.
+_HINTS = {
+    "dns": "the host name does not resolve: check the spelling of",
+    "refused": "nothing listens on that port: is the server running, and is the port in",
+    "unreachable": "no route to that host: check the network, or",
+    "tls": "the TLS handshake failed (a plain port behind https:// or rediss://, or a bad certificate): check",
+    "timeout": "nothing answered in time: check the firewall and",
+}
 
 
 async def _check_redis(settings: Settings, say: Printer) -> bool:
     redis = RedisConnections(settings.redis_url, max_connections=2)
-    where = redacted(settings.redis_url)
+    where = redis.target
     try:
         await redis.client.ping()
         say(f"ok    Redis answers at {where}")
     except Exception as exc:
-        say(f"FAIL  Redis at {where} does not answer ({type(exc).__name__}); check REDIS_URL")
+        cause = cause_of(exc)
+        say(f"FAIL  Redis at {where} does not answer: {cause}; {_HINTS.get(cause.kind, 'check')} REDIS_URL")
+        await redis.aclose()
         return False
     try:
         await _count_session_keys(settings, redis, say)
@@ -71,7 +83,11 @@ async def _check_shop(settings: Settings, say: Printer) -> bool:
             endpoints = await discovery.endpoints()
             keys = await discovery.keys()
         except BFFError as exc:
-            say(f"FAIL  {exc.detail} Is SHOPIFY_SHOP_DOMAIN ({settings.shop_origin}) the storefront domain?")
+            cause, where = cause_of(exc), target_of(exc, settings.shop_origin)
+            hint = _HINTS.get(cause.kind, "check")
+            if cause.kind == "http":
+                hint = "is it the shop's *.myshopify.com domain? Check"
+            say(f"FAIL  the shop's discovery at {where} failed: {cause}; {hint} SHOPIFY_SHOP_DOMAIN")
             return False
         say(f"ok    discovery at {settings.shop_origin}: issuer {endpoints.issuer}")
         say(f"ok    GraphQL endpoint {endpoints.graphql_url}")
@@ -159,6 +175,8 @@ def _domain_notes(settings: Settings) -> list[str]:
 
 async def run_doctor(say: Printer = print) -> int:
     """Print one line per check; return the process exit code."""
+    # Everything doctor finds it says itself, once; the services' own warning lines would repeat it.
+    logging.getLogger("bff").setLevel(logging.CRITICAL)
     try:
         settings = load_settings()
     except ConfigError as exc:

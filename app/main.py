@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -22,6 +23,7 @@ from app.cors import CORS
 from app.crypto import TokenCipher
 from app.deps import Services
 from app.errors import BFFError, InternalError, InvalidRequest, MethodNotAllowed, NotFound, error_response
+from app.failures import cause_of
 from app.graphql_policy import GraphQLPolicy, load_allowlist
 from app.logs import RequestLog, configure_logging
 from app.metrics import Metrics
@@ -152,6 +154,40 @@ def _start_metrics_listener(settings: Settings, metrics: Metrics, stack: AsyncEx
     stack.callback(server.shutdown)
 
 
+async def _warn_if_unreachable(settings: Settings, redis: RedisConnections, discovery: Discovery) -> None:
+    """One startup line for Redis and one for the shop when they cannot be reached, naming the setting and
+    the cause (failures.py); the failure itself is also logged where it happened."""
+
+    async def check_redis() -> None:
+        try:
+            await redis.ready()
+        except Exception as exc:
+            log.warning(
+                "startup: Redis is unreachable at %s (REDIS_URL): %s; serving anyway, /readyz answers 503 until it "
+                "answers",
+                redis.target,
+                cause_of(exc),
+            )
+
+    async def check_shop() -> None:
+        try:
+            await discovery.endpoints()  # also warms the cache for the first login
+        except BFFError as exc:
+            log.warning(
+                "startup: the shop's discovery at %s (SHOPIFY_SHOP_DOMAIN) is unreachable: %s; serving anyway, "
+                "/readyz answers 503 until it answers",
+                settings.shop_origin,
+                cause_of(exc),
+            )
+
+    await asyncio.gather(check_redis(), check_shop())
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    await asyncio.wait([task])
+
+
 def _install_error_handlers(app: FastAPI, metrics: Callable[[], Metrics | None]) -> None:
     """FastAPI's own failures, rendered by the one renderer (errors.render)."""
 
@@ -249,6 +285,9 @@ def create_app(
             )
             stack.push_async_callback(app.state.services.discovery.aclose)  # before auth_http closes
             _start_metrics_listener(settings, metrics, stack)
+            # In the background: the service starts (and /readyz tells) whether or not they answer.
+            check = asyncio.create_task(_warn_if_unreachable(settings, redis, app.state.services.discovery))
+            stack.push_async_callback(_cancel, check)  # first of all, before what it uses closes
             yield
 
     app = FastAPI(
