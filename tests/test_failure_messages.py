@@ -217,3 +217,14 @@ async def test_a_wrong_client_secret_is_an_error_line_naming_it_and_the_customer
     assert "SHOPIFY_CLIENT_SECRET is not this client's secret" in refused["event"]
     assert "invalid_client" in refused["event"] and "PREVIOUS" not in refused["event"]
     assert wrong not in logs.getvalue()
+
+
+async def test_a_callback_navigation_with_redis_down_goes_back_with_login_error(shop: Shop) -> None:
+    settings = make_settings(shop.url, f"redis://127.0.0.1:{free_port()}/0")
+    async with running_bff(settings, client_ip="192.0.2.38") as bff:
+        params = {"state": "s" * 43, "code": "c"}
+        response = await bff.get("/auth/callback", params=params, headers=NAVIGATION)
+        assert response.status_code == 302
+        assert response.headers["location"] == f"{STOREFRONT}/?login_error=session_store_unavailable"
+        scripted = await bff.get("/auth/callback", params=params)
+        assert scripted.status_code == 503 and scripted.json()["error"] == "session_store_unavailable"

@@ -209,10 +209,16 @@ async def callback(
     code: Annotated[str | None, Query(max_length=2048)] = None,
     error: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Response:
-    await limits.hit("callback", _client(request, settings), settings.login_rate, detail=_TOO_MANY)
     cookie_header = request.headers.get("cookie")
     fallback = settings.default_return_to
-    pending = await logins.take(state) if is_valid_id(state) and state is not None else None
+    try:
+        await limits.hit("callback", _client(request, settings), settings.login_rate, detail=_TOO_MANY)
+        pending = await logins.take(state) if is_valid_id(state) and state is not None else None
+    except BFFError as exc:  # rate limited, or Redis is down: a browser still lands on the storefront
+        if not _navigation(request):
+            raise  # a script's call: today's JSON error, from the one handler
+        metrics.count_rejection(exc.code)
+        return _callback_failure(request, metrics, exc, fallback)
     binding = cookies.login_binding(cookie_header)
     bound = (
         pending is not None and binding is not None and secrets.compare_digest(fingerprint(binding), pending.browser)
@@ -232,9 +238,12 @@ async def callback(
             # (Instagram, TikTok) handed the page to the system browser mid-login. The code is never
             # redeemed here (it may be an attacker's); the login starts again, once, bound to this
             # browser. A second miss, or cookies that never stick, end in the login_error redirect.
-            return await _restart_login(
-                settings, cookies, logins, limits, oauth, credentials, metrics, pending, now=clock()
-            )
+            try:
+                return await _restart_login(
+                    settings, cookies, logins, limits, oauth, credentials, metrics, pending, now=clock()
+                )
+            except BFFError as exc:  # login capacity, Redis or the shop: back to the customer's page
+                return _callback_failure(request, metrics, exc, pending.return_to)
         return _callback_failure(request, metrics, StateMismatch(), fallback)
     if not code:
         return _callback_failure(request, metrics, InvalidRequest("The callback carries no code."), pending.return_to)
