@@ -167,15 +167,16 @@ async def _warn_if_redis_unreachable(redis: RedisConnections) -> None:
         )
 
 
-async def _warn_if_shop_unreachable(settings: Settings, discovery: Discovery) -> None:
-    """One startup line when the shop's discovery fails, naming SHOPIFY_SHOP_DOMAIN and the cause; the failed
-    fetch itself is also logged by discovery.py, with the document's URL."""
+async def _warn_if_shop_unreachable(settings: Settings, http: httpx.AsyncClient) -> None:
+    """One startup line when the shop cannot be reached, naming SHOPIFY_SHOP_DOMAIN and the cause. A HEAD of
+    its home page through the auth client: any HTTP answer means reachable. Not a discovery fetch, which would
+    fill the cache before the first request asks; what a failing discovery says is discovery.py's to log."""
     try:
-        await discovery.endpoints()  # also warms the cache for the first login
-    except BFFError as exc:
+        await http.head(f"{settings.shop_origin}/")
+    except httpx.HTTPError as exc:
         log.warning(
-            "startup: the shop's discovery at %s (SHOPIFY_SHOP_DOMAIN) is unreachable: %s; serving anyway, "
-            "/readyz answers 503 until it answers",
+            "startup: the shop at %s (SHOPIFY_SHOP_DOMAIN) is unreachable: %s; serving anyway, /readyz answers 503 "
+            "until its discovery answers",
             settings.shop_origin,
             cause_of(exc),
         )
@@ -286,7 +287,7 @@ def create_app(
             # The service starts (and /readyz tells) whether or not they answer. Redis is asked here, bounded
             # by its own timeouts; the shop in the background, as a discovery fetch may take its whole deadline.
             await _warn_if_redis_unreachable(redis)
-            check = asyncio.create_task(_warn_if_shop_unreachable(settings, app.state.services.discovery))
+            check = asyncio.create_task(_warn_if_shop_unreachable(settings, auth_http))
             stack.push_async_callback(_cancel, check)  # first of all, before what it uses closes
             yield
 

@@ -30,7 +30,6 @@ from tests.helpers import (
 )
 
 NAVIGATION = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
-STARTUP_SHOP = "startup: the shop's discovery"
 STARTUP_REDIS = "startup: Redis is unreachable"
 
 
@@ -64,36 +63,56 @@ def silent_port() -> Iterator[int]:
 # --- the shop's discovery ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", ["dns", "refused", "tls", "timeout", "http"])
-async def test_a_failing_discovery_is_one_line_with_the_url_and_the_cause_and_a_startup_warning(
-    shop: Shop, redis_url: str, kind: str
+@pytest.mark.parametrize("kind", ["dns", "refused", "tls", "timeout"])
+async def test_an_unreachable_shop_is_a_startup_warning_and_one_line_per_failed_discovery(
+    shop: Shop, redis_url: str, silent_port: int, kind: str
 ) -> None:
     domain, expected = {
         "dns": ("no-such-shop.invalid", "DNS failure"),
         "refused": (f"http://127.0.0.1:{free_port()}", "connection refused"),
         "tls": (shop.url.replace("http://", "https://"), "TLS error (WRONG_VERSION_NUMBER)"),
-        "timeout": (shop.url, "timeout"),
-        "http": (shop.url, "HTTP 503"),
+        "timeout": (f"http://127.0.0.1:{silent_port}", "timeout"),
     }[kind]
-    if kind == "timeout":
-        await shop.knob("hold_discovery", hold=True)
-    if kind == "http":
-        await shop.knob("fail_discovery", status=503, count=4)  # the startup's fetch and /readyz's
     settings = make_settings(domain, redis_url, bff_upstream_read_timeout=0.3, bff_upstream_connect_timeout=0.3)
+    origin = settings.shop_origin
     logs = io.StringIO()
-    try:
-        async with running_bff(settings, log_stream=logs) as bff:
-            startup = await wait_for(logs, STARTUP_SHOP)
-            origin = settings.shop_origin
-            assert startup["level"] == "warning"
-            assert f"at {origin} (SHOPIFY_SHOP_DOMAIN) is unreachable: {expected};" in startup["event"]
-            [failure] = logged(logs, "bff.discovery")  # the startup's one fetch, one line
-            assert failure["level"] == "warning"
-            assert f"{expected} at {origin}" in failure["event"], failure
-            assert (await bff.get("/readyz")).status_code == 503  # still honest
-    finally:
-        await shop.knob("hold_discovery", hold=False)
+    async with running_bff(settings, log_stream=logs, client_ip="192.0.2.30") as bff:
+        startup = await wait_for(logs, "startup: the shop at")
+        assert startup["level"] == "warning"
+        assert f"at {origin} (SHOPIFY_SHOP_DOMAIN) is unreachable: {expected};" in startup["event"]
+        ready = await bff.get("/readyz")  # still honest
+        assert ready.status_code == 503 and ready.json()["checks"]["discovery"].startswith("discovery_")
+        [failure] = logged(logs, "bff.discovery")  # one fetch, one line
+        assert failure["level"] == "warning"
+        assert f"{expected} at {origin}" in failure["event"], failure
+        assert "(SHOPIFY_SHOP_DOMAIN)" in failure["event"]
     assert "Traceback" not in logs.getvalue()
+
+
+@pytest.mark.parametrize("status", [404, 503])
+async def test_a_discovery_answered_with_an_http_status_says_which(shop: Shop, redis_url: str, status: int) -> None:
+    logs = io.StringIO()
+    async with running_bff(make_settings(shop.url, redis_url), log_stream=logs, client_ip="192.0.2.39") as bff:
+        await shop.knob("fail_discovery", status=status, count=2)
+        assert (await bff.get("/readyz")).json()["checks"]["discovery"] == "discovery_failed"
+        [failure] = logged(logs, "bff.discovery")
+        assert f"HTTP {status} at {shop.url}/.well-known/" in failure["event"], failure
+        assert "startup:" not in logs.getvalue()  # reachable: an HTTP answer is not the shop being down
+
+
+async def test_a_refresh_that_fails_says_why_and_where(shop: Shop, redis_url: str) -> None:
+    clock = Clock()
+    logs = io.StringIO()
+    settings = make_settings(shop.url, redis_url, bff_discovery_ttl=60)
+    async with running_bff(settings, clock=clock, log_stream=logs, client_ip="192.0.2.40") as bff:
+        assert (await bff.get("/readyz")).status_code == 200
+        await shop.knob("fail_discovery", status=502, count=2)
+        clock.advance(61)
+        assert (await bff.get("/readyz")).status_code == 200  # the cached copy, while one refresh fails
+        refresh = await wait_for(logs, "discovery refresh failed")
+        assert (
+            f"HTTP 502 at {shop.url}/.well-known/" in refresh["event"] and "serving the cached copy" in refresh["event"]
+        )
 
 
 # --- Redis ---------------------------------------------------------------------------------------
