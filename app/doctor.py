@@ -13,7 +13,7 @@ import httpx
 from app.config import ConfigError, Settings, load_settings
 from app.crypto import TokenCipher
 from app.errors import BFFError, InvalidClient, InvalidGrant
-from app.failures import cause_of, target_of
+from app.failures import Cause, cause_of, target_of
 from app.shopify.credentials import Credentials
 from app.shopify.discovery import Discovery
 from app.shopify.http import auth_http_client, get_json
@@ -23,14 +23,22 @@ from app.store.sessions import SessionStore
 
 Printer = Callable[[str], None]
 
-# What to look at for each kind of cause (failures.py), before the setting's name.
-_HINTS = {
-    "dns": "the host name does not resolve: check the spelling of",
-    "refused": "nothing listens on that port: is the server running, and is the port in",
-    "unreachable": "no route to that host: check the network, or",
-    "tls": "the TLS handshake failed (a plain port behind https:// or rediss://, or a bad certificate): check",
-    "timeout": "nothing answered in time: check the firewall and",
+# What each kind of cause (failures.py) usually means, said after it.
+_MEANINGS = {
+    "dns": "the host name does not resolve",
+    "refused": "nothing listens on that port",
+    "unreachable": "no route to that host",
+    "tls": "a plain port behind https:// or rediss://, or a certificate this machine does not trust",
+    "timeout": "nothing answered in time: a firewall, or the wrong host",
 }
+
+
+def _explained(cause: Cause) -> str:
+    """`cause`, with what it usually means: `connection refused (nothing listens on that port)`."""
+    if cause.kind == "http" and cause.text == "HTTP 404":
+        return f"{cause} (no discovery there: use the shop's *.myshopify.com domain)"
+    meaning = _MEANINGS.get(cause.kind)
+    return f"{cause} ({meaning})" if meaning else str(cause)
 
 
 async def _check_redis(settings: Settings, say: Printer) -> bool:
@@ -40,8 +48,7 @@ async def _check_redis(settings: Settings, say: Printer) -> bool:
         await redis.client.ping()
         say(f"ok    Redis answers at {where}")
     except Exception as exc:
-        cause = cause_of(exc)
-        say(f"FAIL  Redis at {where} does not answer: {cause}; {_HINTS.get(cause.kind, 'check')} REDIS_URL")
+        say(f"FAIL  Redis at {where} does not answer: {_explained(cause_of(exc))}; check REDIS_URL")
         await redis.aclose()
         return False
     try:
@@ -83,11 +90,8 @@ async def _check_shop(settings: Settings, say: Printer) -> bool:
             endpoints = await discovery.endpoints()
             keys = await discovery.keys()
         except BFFError as exc:
-            cause, where = cause_of(exc), target_of(exc, settings.shop_origin)
-            hint = _HINTS.get(cause.kind, "check")
-            if cause.kind == "http":
-                hint = "is it the shop's *.myshopify.com domain? Check"
-            say(f"FAIL  the shop's discovery at {where} failed: {cause}; {hint} SHOPIFY_SHOP_DOMAIN")
+            where = target_of(exc, settings.shop_origin)
+            say(f"FAIL  the shop's discovery at {where} failed: {_explained(cause_of(exc))}; check SHOPIFY_SHOP_DOMAIN")
             return False
         say(f"ok    discovery at {settings.shop_origin}: issuer {endpoints.issuer}")
         say(f"ok    GraphQL endpoint {endpoints.graphql_url}")
