@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import logging
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
@@ -12,25 +13,43 @@ import httpx
 from app.config import ConfigError, Settings, load_settings
 from app.crypto import TokenCipher
 from app.errors import BFFError, InvalidClient, InvalidGrant
+from app.failures import Cause, cause_of, target_of
 from app.shopify.credentials import Credentials
 from app.shopify.discovery import Discovery
 from app.shopify.http import auth_http_client, get_json
 from app.shopify.oauth import ShopifyOAuth
 from app.store.connections import RedisConnections
 from app.store.sessions import SessionStore
-from app.urls import redacted
 
 Printer = Callable[[str], None]
+
+# What each kind of cause (failures.py) usually means, said after it.
+_MEANINGS = {
+    "dns": "the host name does not resolve",
+    "refused": "nothing listens on that port",
+    "unreachable": "no route to that host",
+    "tls": "a plain port behind https:// or rediss://, or a certificate this machine does not trust",
+    "timeout": "nothing answered in time: a firewall, or the wrong host",
+}
+
+
+def _explained(cause: Cause) -> str:
+    """`cause`, with what it usually means: `connection refused (nothing listens on that port)`."""
+    if cause.kind == "http" and cause.text == "HTTP 404":
+        return f"{cause} (no discovery there: use the shop's *.myshopify.com domain)"
+    meaning = _MEANINGS.get(cause.kind)
+    return f"{cause} ({meaning})" if meaning else str(cause)
 
 
 async def _check_redis(settings: Settings, say: Printer) -> bool:
     redis = RedisConnections(settings.redis_url, max_connections=2)
-    where = redacted(settings.redis_url)
+    where = redis.target
     try:
         await redis.client.ping()
         say(f"ok    Redis answers at {where}; this deployment's keys start with {settings.bff_redis_prefix!r}")
     except Exception as exc:
-        say(f"FAIL  Redis at {where} does not answer ({type(exc).__name__}); check REDIS_URL")
+        say(f"FAIL  Redis at {where} does not answer: {_explained(cause_of(exc))}; check REDIS_URL")
+        await redis.aclose()
         return False
     try:
         await _count_session_keys(settings, redis, say)
@@ -72,7 +91,8 @@ async def _check_shop(settings: Settings, say: Printer) -> bool:
             endpoints = await discovery.endpoints()
             keys = await discovery.keys()
         except BFFError as exc:
-            say(f"FAIL  {exc.detail} Is SHOPIFY_SHOP_DOMAIN ({settings.shop_origin}) the storefront domain?")
+            where = target_of(exc, settings.shop_origin)
+            say(f"FAIL  the shop's discovery at {where} failed: {_explained(cause_of(exc))}; check SHOPIFY_SHOP_DOMAIN")
             return False
         say(f"ok    discovery at {settings.shop_origin}: issuer {endpoints.issuer}")
         say(f"ok    GraphQL endpoint {endpoints.graphql_url}")
@@ -160,6 +180,8 @@ def _domain_notes(settings: Settings) -> list[str]:
 
 async def run_doctor(say: Printer = print) -> int:
     """Print one line per check; return the process exit code."""
+    # Everything doctor finds it says itself, once; the services' own warning lines would repeat it.
+    logging.getLogger("bff").setLevel(logging.CRITICAL)
     try:
         settings = load_settings()
     except ConfigError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
@@ -23,6 +24,7 @@ from app.cors import CORS
 from app.crypto import TokenCipher
 from app.deps import Services
 from app.errors import BFFError, InternalError, InvalidRequest, MethodNotAllowed, NotFound, error_response
+from app.failures import cause_of
 from app.graphql_policy import GraphQLPolicy, load_allowlist
 from app.logs import RequestLog, configure_logging
 from app.metrics import Metrics
@@ -160,6 +162,39 @@ def _start_metrics_listener(settings: Settings, metrics: Metrics, stack: AsyncEx
     stack.callback(server.shutdown)
 
 
+async def _warn_if_redis_unreachable(redis: RedisConnections) -> None:
+    """One startup line when Redis cannot be reached, naming REDIS_URL and the cause (failures.py). PING, not
+    readiness: a read-only replica is reachable (/readyz says the rest), and the hot path connects when used."""
+    try:
+        await redis.client.ping()
+    except Exception as exc:
+        log.warning(
+            "startup: Redis is unreachable at %s (REDIS_URL): %s; serving anyway, /readyz answers 503 until it answers",
+            redis.target,
+            cause_of(exc),
+        )
+
+
+async def _warn_if_shop_unreachable(settings: Settings, http: httpx.AsyncClient) -> None:
+    """One startup line when the shop cannot be reached, naming SHOPIFY_SHOP_DOMAIN and the cause. A HEAD of
+    its home page through the auth client: any HTTP answer means reachable. Not a discovery fetch, which would
+    fill the cache before the first request asks; what a failing discovery says is discovery.py's to log."""
+    try:
+        await http.head(f"{settings.shop_origin}/")
+    except httpx.HTTPError as exc:
+        log.warning(
+            "startup: the shop at %s (SHOPIFY_SHOP_DOMAIN) is unreachable: %s; serving anyway, /readyz answers 503 "
+            "until its discovery answers",
+            settings.shop_origin,
+            cause_of(exc),
+        )
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    await asyncio.wait([task])
+
+
 def _install_error_handlers(app: FastAPI, metrics: Callable[[], Metrics | None]) -> None:
     """FastAPI's own failures, rendered by the one renderer (errors.render)."""
 
@@ -267,6 +302,11 @@ def create_app(
             )
             stack.push_async_callback(app.state.services.discovery.aclose)  # before auth_http closes
             _start_metrics_listener(settings, metrics, stack)
+            # The service starts (and /readyz tells) whether or not they answer. Redis is asked here, bounded
+            # by its own timeouts; the shop in the background, as a discovery fetch may take its whole deadline.
+            await _warn_if_redis_unreachable(redis)
+            check = asyncio.create_task(_warn_if_shop_unreachable(settings, auth_http))
+            stack.push_async_callback(_cancel, check)  # first of all, before what it uses closes
             yield
 
     app = FastAPI(

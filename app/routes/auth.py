@@ -37,6 +37,7 @@ from app.errors import (
     CodeRejected,
     InvalidGrant,
     InvalidRequest,
+    InvalidReturnTo,
     InvalidState,
     LoginCapacity,
     SessionExpired,
@@ -101,22 +102,35 @@ async def login(
     acr_values: Annotated[str | None, Query(max_length=300)] = None,
     prompt: Annotated[str | None, Query(max_length=20)] = None,
 ) -> Response:
-    await limits.hit("login", _client(request, settings), settings.login_rate, detail=_TOO_MANY)
-    # All clients together, after the per-IP limit (so one flooding address does not use this up):
-    # pending logins live 10 minutes, so at most twice this many exist at any moment.
-    pending_rate = Rate(settings.bff_max_pending_logins, PENDING_LOGIN_TTL)
-    await limits.hit("pending", "all", pending_rate, detail=_BUSY, error=LoginCapacity)
-    target = safe_return_to(return_to, default=settings.default_return_to, trusted=settings.trusted_origins)
-    options = login_options(
-        locale=locale,
-        region_country=region_country,
-        login_hint=login_hint,
-        login_hint_mode=login_hint_mode,
-        acr_values=acr_values,
-        prompt=prompt,
-    )
-    binding = cookies.login_binding(request.headers.get("cookie")) or new_id()
-    url = await _start_login(logins, oauth, credentials, settings, binding, target, options, now=clock())
+    try:
+        await limits.hit("login", _client(request, settings), settings.login_rate, detail=_TOO_MANY)
+        # All clients together, after the per-IP limit (so one flooding address does not use this up):
+        # pending logins live 10 minutes, so at most twice this many exist at any moment.
+        pending_rate = Rate(settings.bff_max_pending_logins, PENDING_LOGIN_TTL)
+        await limits.hit("pending", "all", pending_rate, detail=_BUSY, error=LoginCapacity)
+        target = safe_return_to(return_to, default=settings.default_return_to, trusted=settings.trusted_origins)
+        options = login_options(
+            locale=locale,
+            region_country=region_country,
+            login_hint=login_hint,
+            login_hint_mode=login_hint_mode,
+            acr_values=acr_values,
+            prompt=prompt,
+        )
+        binding = cookies.login_binding(request.headers.get("cookie")) or new_id()
+        url = await _start_login(logins, oauth, credentials, settings, binding, target, options, now=clock())
+    except BFFError as exc:
+        log.info("login failed: %s", exc.code)
+        metrics.logins.labels(exc.code).inc()
+        if not _navigation(request):
+            raise  # a script's call: today's JSON error, from the one handler
+        metrics.count_rejection(exc.code)  # as the handler counts it (a Redis outage among the Redis errors)
+        # Back to the page the customer came from when it is a safe one, else the storefront's default.
+        try:
+            back = safe_return_to(return_to, default=settings.default_return_to, trusted=settings.trusted_origins)
+        except InvalidReturnTo:
+            back = settings.default_return_to
+        return _back_with_error(request, exc, back)
     metrics.logins.labels("redirected").inc()
     return _redirect(url, 302, cookies.set_login_binding(binding))
 
@@ -158,14 +172,23 @@ _TOO_MANY = "Too many login attempts from this address."
 _BUSY = "Too many logins are in progress; try again shortly."
 
 
-def _callback_failure(request: Request, metrics: Metrics, error: BFFError, return_to: str) -> Response:
-    """A browser navigation goes back to the storefront with an error flag; API clients get JSON."""
-    log.info("login callback failed: %s", error.code)
-    metrics.callbacks.labels(error.code).inc()
-    if preferred(request.headers.get("accept"), (JSON, HTML)) == JSON:
+def _navigation(request: Request) -> bool:
+    """A browser navigation (it prefers HTML), not a script's call; a tie or no Accept is a script's."""
+    return preferred(request.headers.get("accept"), (JSON, HTML)) == HTML
+
+
+def _back_with_error(request: Request, error: BFFError, return_to: str) -> Response:
+    """A browser navigation goes back to the storefront with `login_error=<code>`; API clients get JSON."""
+    if not _navigation(request):
         return error_response(error)
     log_failure(error)  # a redirect, but a failure all the same
     return _redirect(with_query_flag(return_to, "login_error", error.code))
+
+
+def _callback_failure(request: Request, metrics: Metrics, error: BFFError, return_to: str) -> Response:
+    log.info("login callback failed: %s", error.code)
+    metrics.callbacks.labels(error.code).inc()
+    return _back_with_error(request, error, return_to)
 
 
 @router.get("/callback", summary="Finish a login: exchange the code, verify the ID token, open a session")
@@ -186,10 +209,16 @@ async def callback(
     code: Annotated[str | None, Query(max_length=2048)] = None,
     error: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Response:
-    await limits.hit("callback", _client(request, settings), settings.login_rate, detail=_TOO_MANY)
     cookie_header = request.headers.get("cookie")
     fallback = settings.default_return_to
-    pending = await logins.take(state) if is_valid_id(state) and state is not None else None
+    try:
+        await limits.hit("callback", _client(request, settings), settings.login_rate, detail=_TOO_MANY)
+        pending = await logins.take(state) if is_valid_id(state) and state is not None else None
+    except BFFError as exc:  # rate limited, or Redis is down: a browser still lands on the storefront
+        if not _navigation(request):
+            raise  # a script's call: today's JSON error, from the one handler
+        metrics.count_rejection(exc.code)
+        return _callback_failure(request, metrics, exc, fallback)
     binding = cookies.login_binding(cookie_header)
     bound = (
         pending is not None and binding is not None and secrets.compare_digest(fingerprint(binding), pending.browser)
@@ -204,15 +233,17 @@ async def callback(
         problem = "Missing or malformed state." if not is_valid_id(state) else "Unknown, expired or used login state."
         return _callback_failure(request, metrics, InvalidState(problem), fallback)
     if not bound:
-        navigation = preferred(request.headers.get("accept"), (JSON, HTML)) == HTML
-        if navigation and not pending.recovery:
+        if _navigation(request) and not pending.recovery:
             # The login-binding cookie is missing or another browser's: typically an in-app browser
             # (Instagram, TikTok) handed the page to the system browser mid-login. The code is never
             # redeemed here (it may be an attacker's); the login starts again, once, bound to this
             # browser. A second miss, or cookies that never stick, end in the login_error redirect.
-            return await _restart_login(
-                settings, cookies, logins, limits, oauth, credentials, metrics, pending, now=clock()
-            )
+            try:
+                return await _restart_login(
+                    settings, cookies, logins, limits, oauth, credentials, metrics, pending, now=clock()
+                )
+            except BFFError as exc:  # login capacity, Redis or the shop: back to the customer's page
+                return _callback_failure(request, metrics, exc, pending.return_to)
         return _callback_failure(request, metrics, StateMismatch(), fallback)
     if not code:
         return _callback_failure(request, metrics, InvalidRequest("The callback carries no code."), pending.return_to)

@@ -31,6 +31,7 @@ import httpx
 from joserfc.jwk import KeySet
 
 from app.errors import BFFError, DiscoveryFailed, DiscoveryTimeout
+from app.failures import cause_of, target_of
 from app.shopify.http import get_json
 from app.urls import Origin
 
@@ -190,9 +191,16 @@ class Discovery:
                 endpoints = await self._fetch()
         except Exception as exc:
             self._retry_at = self._clock() + self._retry_after
+            timed_out = DiscoveryTimeout.code if isinstance(exc, TimeoutError) else type(exc).__name__
+            code = exc.code if isinstance(exc, BFFError) else timed_out
+            # One line per failed fetch (concurrent callers share it), with where and why: never a traceback.
+            where, why = target_of(exc, self._shop_origin), cause_of(exc)
             if background:  # nobody awaits this task: say why the cached copy is still in use
-                code = exc.code if isinstance(exc, BFFError) else type(exc).__name__
-                log.warning("discovery refresh failed (%s); serving the cached copy, retrying later", code)
+                log.warning(
+                    "discovery refresh failed (%s): %s at %s; serving the cached copy, retrying later", code, why, where
+                )
+            else:
+                log.warning("discovery failed (%s): %s at %s (SHOPIFY_SHOP_DOMAIN)", code, why, where)
             if isinstance(exc, TimeoutError):
                 raise DiscoveryTimeout("Timed out fetching the shop's discovery documents.") from exc
             raise
@@ -242,8 +250,12 @@ class Discovery:
             try:
                 async with asyncio.timeout(self._deadline):
                     body = await get_json(self._http, endpoints.jwks_uri, "JWKS")
-            except TimeoutError as exc:
-                raise DiscoveryTimeout("Timed out fetching the shop's JWKS.") from exc
+            except (BFFError, TimeoutError) as exc:
+                code = exc.code if isinstance(exc, BFFError) else "discovery_timeout"
+                log.warning("JWKS fetch failed (%s): %s at %s", code, cause_of(exc), target_of(exc, endpoints.jwks_uri))
+                if isinstance(exc, TimeoutError):
+                    raise DiscoveryTimeout("Timed out fetching the shop's JWKS.") from exc
+                raise
             try:
                 self._keys = KeySet.import_key_set(body)  # type: ignore[arg-type]
             except Exception as exc:

@@ -109,7 +109,9 @@ async def get_json(http: httpx.AsyncClient, url: str, what: str, *, redirects: i
             )
         return await get_json(http, target, what, redirects=redirects - 1)
     if response.status_code != 200:
-        raise DiscoveryFailed(f"The shop answered {response.status_code} for its {what}.")
+        # Chained to httpx's own status error, so the log and `doctor` can say which status (failures.py).
+        status = httpx.HTTPStatusError(f"HTTP {response.status_code}", request=response.request, response=response)
+        raise DiscoveryFailed(f"The shop answered {response.status_code} for its {what}.") from status
     try:
         body = response.json()
     except ValueError as exc:

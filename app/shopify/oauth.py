@@ -50,10 +50,14 @@ log = logging.getLogger("bff.oauth")
 
 # Why Shopify refused us, by the reason Shopify gave, and what to check.
 _MISCONFIGURED = {
-    "invalid_client": "check SHOPIFY_CLIENT_ID and SHOPIFY_CLIENT_SECRET (or the SHOPIFY_PREVIOUS_* pair)",
+    "invalid_client": "{secret} is not this client's secret (or SHOPIFY_CLIENT_ID names another client); check it",
     "unauthorized_client": "check SHOPIFY_CLIENT_ID: this client may not use this grant",
     "invalid_token": "check that the client type is Confidential in the Shopify admin (public ones need an Origin)",
 }
+
+CURRENT_SECRET = "SHOPIFY_CLIENT_SECRET"  # noqa: S105 (a setting's name)
+# A refresh may use either: a session keeps the credential its tokens were issued to (credentials.py).
+EITHER_SECRET = "SHOPIFY_CLIENT_SECRET (or SHOPIFY_PREVIOUS_CLIENT_SECRET, for sessions issued under it)"  # noqa: S105
 
 # The authorization errors a storefront may act on (OpenID Connect Core §3.1.2.6, RFC 6749 §4.1.2.1);
 # any other `error=` on the callback is `authorization_failed`.
@@ -152,7 +156,8 @@ class ShopifyOAuth:
         if code_verifier:
             form["code_verifier"] = code_verifier
         try:
-            tokens = await self._token_request(form, credential, what="code exchange")
+            # New logins always use the current credential: its secret is SHOPIFY_CLIENT_SECRET.
+            tokens = await self._token_request(form, credential, what="code exchange", secret=CURRENT_SECRET)
         except TokenEndpointError:
             if code_verifier:
                 # Shopify documents PKCE for public clients only; whether it takes it from a confidential
@@ -168,9 +173,10 @@ class ShopifyOAuth:
 
     async def refresh(self, *, refresh_token: str, credential: Credential) -> TokenSet:
         form = {"grant_type": "refresh_token", "client_id": credential.client_id, "refresh_token": refresh_token}
-        return await self._token_request(form, credential, what="token refresh")
+        return await self._token_request(form, credential, what="token refresh", secret=EITHER_SECRET)
 
-    async def _token_request(self, form: dict[str, str], credential: Credential, *, what: str) -> TokenSet:
+    async def _token_request(self, form: dict[str, str], credential: Credential, *, what: str, secret: str) -> TokenSet:
+        """`secret` names the setting that holds `credential`'s secret, for the log line of a refusal."""
         endpoints = await self._discovery.endpoints()
         auth = ClientAuth(credential.client_id, credential.client_secret, "client_secret_basic")
         headers = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -189,7 +195,7 @@ class ShopifyOAuth:
                 what,
                 exc.reason,
                 credential.client_id,
-                _MISCONFIGURED[exc.reason],
+                _MISCONFIGURED[exc.reason].format(secret=secret),
             )
             if self._metrics is not None:
                 self._metrics.token_misconfigured.labels(exc.reason).inc()

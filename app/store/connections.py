@@ -16,6 +16,7 @@ Cluster. `guarded` turns an unavailable Redis into a 503 that never logs anyone 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
@@ -40,12 +41,14 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.errors import SessionStoreUnavailable
+from app.failures import cause_of, without_credentials
 from app.store.pipelined import Endpoint, ScriptRunner, supports
 
 if TYPE_CHECKING:
     from app.tracing import Tracing
 
 T = TypeVar("T")
+log = logging.getLogger("bff.redis")
 
 _TIMEOUTS: dict[str, Any] = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0}
 
@@ -238,13 +241,23 @@ class RedisConnections:
             return runner if self._tracing is None else self._tracing.traced_script(runner)
         return self.client.register_script(source)
 
+    @property
+    def target(self) -> str:
+        """REDIS_URL fit to print: no user, password or query."""
+        return without_credentials(self.url)
+
     async def ready(self, key: str) -> bool:
         """Readiness: a write (to `key`, under the deployment's prefix), not PING, so a read-only replica or a
         full Redis counts as not ready; then a round trip on each pipelined connection, the hot path's own.
-        Raises redis-py errors (see `guarded`)."""
-        written = bool(await self.client.set(key, b"1", px=10_000))
-        for runner in self._runners:
-            await runner.ping()
+        Raises redis-py errors (see `guarded`), after logging one line with the target and the cause
+        (failures.py)."""
+        try:
+            written = bool(await self.client.set(key, b"1", px=10_000))
+            for runner in self._runners:
+                await runner.ping()
+        except Exception as exc:
+            log.warning("Redis unavailable: %s at %s (REDIS_URL)", cause_of(exc), self.target)
+            raise
         return written
 
     async def aclose(self) -> None:
