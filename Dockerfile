@@ -5,8 +5,8 @@
 # Pinned by digest: the tag says what it is, the digest decides what is pulled. This is the multi-platform index
 # of python:3.12-slim (Python 3.12.13, Debian trixie) as docker-library/repo-info records it. To move it, take
 # the new digest from `docker buildx imagetools inspect python:3.12-slim` (or repo-info). Without a registry,
-# pass a base built locally: `--build-arg PYTHON_IMAGE=...` (README -> Docker image). The default sits in FROM,
-# not in ARG, so an empty value (compose passes one for an unset variable) means the default too.
+# pass a base built locally: `--build-arg PYTHON_IMAGE=...` (docs/operations.md -> Docker image). The default
+# sits in FROM, not in ARG, so an empty value (compose passes one for an unset variable) means the default too.
 ARG PYTHON_IMAGE
 
 FROM ${PYTHON_IMAGE:-python:3.12-slim@sha256:646fb0bca3dd3ea1bcc6feb72c17ed16eed6e10cffc732fcc1478bd3e7f02d7b} AS base

@@ -75,7 +75,7 @@ async def _count_session_keys(settings: Settings, redis: RedisConnections, say: 
     if census.older:
         say(
             f"wait  {census.older} of {total} session record(s) under an older token encryption key: keep it listed "
-            "(each is rewritten under the first key when next used; README runbooks b and c)"
+            "(each is rewritten under the first key when next used; docs/operations.md, runbooks b and c)"
         )
     else:
         say(f"ok    {total} session record(s), none under an older token encryption key")

@@ -2,7 +2,7 @@
 
 Each code is one class; raising sites pick the class, and `render` turns any of them into the one body
 shape, `{"error": code, "detail": text}`, for the FastAPI routes and the raw `/graphql` path alike.
-`catalog()` lists the codes, and a test holds the README's error table to it.
+`catalog()` lists the codes, and a test holds the front-end guide's error table (docs/frontend.md) to it.
 
     BFFError
      ├── 400  InvalidRequest, InvalidJSON, InvalidReturnTo, InvalidState, StateMismatch, CodeRejected,

@@ -1,5 +1,5 @@
 """The demo's rough edges, in headless Chromium: outages never look like a sign-out, every login_error code
-has its message, a favicon, the README's `return_to=/account`, and no login-binding cookie left behind."""
+has its message, a favicon, the front-end guide's `return_to=/account`, and no login-binding cookie left behind."""
 
 from __future__ import annotations
 
@@ -151,7 +151,7 @@ def test_the_page_loads_without_a_failed_request(page: Page, stack: Stack) -> No
     assert [f for f in failed if not f.startswith(f"401 {stack.bff_url}/graphql")] == []
 
 
-def test_the_readme_s_return_to_path_lands_on_the_demo(page: Page, stack: Stack) -> None:
+def test_the_front_end_guide_s_return_to_path_lands_on_the_demo(page: Page, stack: Stack) -> None:
     page.goto(f"{stack.bff_url}/auth/login?return_to=/account")
     page.wait_for_url(f"{stack.shop_url}/**")
     page.fill("#email", EMAIL)
