@@ -47,8 +47,12 @@ class BFFError(Exception):
     code: ClassVar[str] = "internal_error"
     retry_after: ClassVar[int | None] = None
 
-    def __init__(self, detail: str | None = None, *, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, detail: str | None = None, *, headers: dict[str, str] | None = None, because: str | None = None
+    ) -> None:
+        """`because`: the cause for the operator's log line (failures.py), never part of the answer."""
         self.detail = detail if detail is not None else _meaning(type(self))
+        self.because = because
         self.headers = dict(headers or {})
         if self.retry_after is not None:
             self.headers.setdefault("Retry-After", str(self.retry_after))
@@ -415,7 +419,10 @@ def log_failure(error: BFFError) -> None:
     """Log a 5xx with its code. An `InternalError` is left to the error boundary, which logs it once,
     with its traceback."""
     if error.status >= 500 and not isinstance(error, InternalError):
-        log.warning("request failed: %s %s", error.status, error.code)
+        if error.because:
+            log.warning("request failed: %s %s (%s)", error.status, error.code, error.because)
+        else:
+            log.warning("request failed: %s %s", error.status, error.code)
 
 
 def render(error: BFFError) -> tuple[int, Headers, bytes]:

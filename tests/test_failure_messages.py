@@ -145,6 +145,15 @@ async def test_a_failing_redis_is_logged_with_the_url_without_credentials_and_th
     assert "Traceback" not in logs.getvalue()
 
 
+async def test_a_request_that_meets_a_down_redis_logs_its_cause(shop: Shop) -> None:
+    logs = io.StringIO()
+    settings = make_settings(shop.url, f"redis://127.0.0.1:{free_port()}/0")
+    async with running_bff(settings, log_stream=logs, client_ip="192.0.2.34") as bff:
+        assert (await bff.get("/auth/login", params={"return_to": "/account"})).status_code == 503
+        line = await wait_for(logs, "request failed: 503 session_store_unavailable")
+        assert line["event"].endswith("(Redis: connection refused (REDIS_URL))"), line
+
+
 def urlport(url: str) -> int:
     return int(url.rsplit(":", 1)[1])
 

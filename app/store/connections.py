@@ -211,11 +211,11 @@ async def guarded(call: Awaitable[T]) -> T:
     try:
         return await call
     except _UNAVAILABLE as exc:
-        raise SessionStoreUnavailable() from exc
+        raise SessionStoreUnavailable(because=f"Redis: {cause_of(exc)} (REDIS_URL)") from exc
     except ResponseError as exc:
         # The pipelined reader keeps Redis's error prefix in the message.
         if str(exc).split(" ", 1)[0] in _UNAVAILABLE_PREFIXES:
-            raise SessionStoreUnavailable() from exc
+            raise SessionStoreUnavailable(because=f"Redis: {cause_of(exc)} (REDIS_URL)") from exc
         raise
 
 
