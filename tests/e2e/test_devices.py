@@ -4,6 +4,7 @@ each with its own User-Agent so the BFF's device summaries tell them apart, and 
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,9 @@ pytestmark = pytest.mark.skipif(
     reason="Chromium is not installed: `apt-get install chromium` (Debian/Ubuntu) to run the browser tests",
 )
 
-EMAIL = "ada.lovelace@example.com"  # no other browser test signs her in
+# A customer of this run only: the API tests sign in the helpers' default customer on the same Redis, and her
+# sessions from them would show up in this list.
+EMAIL = f"devices-{uuid.uuid4().hex[:12]}@example.com"
 LAPTOP = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
 )
