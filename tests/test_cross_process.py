@@ -8,6 +8,12 @@ here to hold a process-local session cache to the same guarantees.
 
 Both processes are parametrized over CACHE_MODES, extra environment variables for them: add
 `{"BFF_SESSION_CACHE": "on"}` once that setting exists, and every test runs in both modes.
+
+Each test was seen to fail against processes given a naive session cache from outside the repository (a
+`sitecustomize` on their PYTHONPATH, as an extra mode): with copies kept for 30 s every test fails; with copies
+kept for 30 ms the 100 ms tests pass and the limits still fail (that cache skipped the counting). A single-flight
+refresh held in each process alone fails the stampede test (the second process presents the rotated refresh
+token and logs the customer out).
 """
 
 from __future__ import annotations
@@ -45,9 +51,9 @@ pytestmark = pytest.mark.slow
 CACHE_MODES: list[dict[str, str]] = [{}]
 
 WEBHOOK_SECRET = "whsec-xproc-8Hq2Lm5Vt9Rz3Wk7Pn1Cj4Fd6"
-# Hour-long windows, since two processes can't share the injectable clock: a burst here takes well under a
-# second, so it straddles a window boundary (where a fixed window lets up to twice the limit through) about
-# once in thousands of runs. The per-session limit holds for every test of the module; the others send far less.
+# Hour-long windows, since two processes can't share the injectable clock: a burst takes about a second, and
+# one that straddles a window boundary (where a fixed window counts afresh) runs again. The per-session limit
+# holds for every test of the module; the others send far fewer requests.
 SESSION_LIMIT = 40
 CUSTOMER_LIMIT = 60
 STALE_FOR = 0.1  # seconds another process may go on answering from the state before a change
@@ -167,11 +173,9 @@ async def refused_on(session: Session, at: Process, *, since: float) -> None:
     async def refused() -> bool:
         status = await session.client.get(f"{at.url}/auth/session", headers=session.headers)
         assert status.status_code == 200, status.text
-        if status.json()["authenticated"]:
-            return False
         answer = await session.gql(at)
-        assert answer.status_code == 401, answer.text
-        return True
+        assert answer.status_code in (200, 401), answer.text
+        return status.json()["authenticated"] is False and answer.status_code == 401
 
     await within_stale_window(refused, since=since, what=f"the ended session refused by {at.name}")
 
@@ -291,25 +295,42 @@ def served(answers: list[httpx.Response]) -> int:
     return len(answers) - len(refused)
 
 
+async def in_one_window(burst: Callable[[], Awaitable[int]]) -> int:
+    """Run `burst` (it answers how many it got served), once more if it straddled the boundary of the
+    hourly windows, where a fixed window counts afresh."""
+    for _ in range(2):
+        started = time.time()
+        count = await burst()
+        if int(started // 3600) == int(time.time() // 3600):
+            return count
+    raise AssertionError("two bursts in a row straddled an hour boundary")
+
+
 async def test_the_per_session_limit_holds_across_two_processes(pair: Pair) -> None:
-    async with signed_in(pair.a, someone()) as session:
-        # A gets the session's first two requests (warmed), then A and B take turns: twice the limit in all, as
-        # many as two processes counting apart would serve.
-        answers = [await session.gql(pair.a), await session.gql(pair.a)]
-        while len(answers) < 2 * SESSION_LIMIT:
-            answers += [await session.gql(pair.a), await session.gql(pair.b)]
-        assert SESSION_LIMIT <= served(answers) <= SESSION_LIMIT * 1.1
+    async def burst() -> int:
+        async with signed_in(pair.a, someone()) as session:
+            # A gets the session's first two requests (warmed), then A and B take turns: twice the limit in
+            # all, as many as two processes counting apart would serve.
+            answers = [await session.gql(pair.a), await session.gql(pair.a)]
+            while len(answers) < 2 * SESSION_LIMIT:
+                answers += [await session.gql(pair.a), await session.gql(pair.b)]
+            return served(answers)
+
+    assert SESSION_LIMIT <= await in_one_window(burst) <= SESSION_LIMIT * 1.1
 
 
 async def test_the_per_customer_limit_holds_across_two_processes(pair: Pair) -> None:
-    email = someone()
-    async with signed_in(pair.a, email) as on_a, signed_in(pair.b, email) as on_b:
-        # One session per process, taking turns; each stays under the per-session limit until the customer's
-        # budget is spent, and counted apart the processes would serve up to 2 x 40 = 80.
-        answers = [await on_a.gql(pair.a), await on_a.gql(pair.a)]
-        while len(answers) < 100:
-            answers += [await on_a.gql(pair.a), await on_b.gql(pair.b)]
-        assert CUSTOMER_LIMIT <= served(answers) <= CUSTOMER_LIMIT * 1.1
+    async def burst() -> int:
+        email = someone()
+        async with signed_in(pair.a, email) as on_a, signed_in(pair.b, email) as on_b:
+            # One session per process, taking turns; each stays under the per-session limit until the
+            # customer's budget is spent, and counted apart the processes would serve up to 2 x 40 = 80.
+            answers = [await on_a.gql(pair.a), await on_a.gql(pair.a)]
+            while len(answers) < 100:
+                answers += [await on_a.gql(pair.a), await on_b.gql(pair.b)]
+            return served(answers)
+
+    assert CUSTOMER_LIMIT <= await in_one_window(burst) <= CUSTOMER_LIMIT * 1.1
 
 
 # --- Redis outage ------------------------------------------------------------------------------------------
