@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 
 VERSION_1 = 1
 _LENGTHS = struct.Struct(">HH")
+# A 4 KB window holds the dictionary and a whole record; the default 32 KB one costs more to set up than to use.
+_WINDOW_BITS = -12  # negative: raw DEFLATE, no zlib header or checksum (AES-GCM already authenticates)
 _TRANSIENT = frozenset({"sid", "generation", "ttl_ms"})  # in the key or the value's prefix, not the record
 _SHORT = {
     "sub": "s",
@@ -48,6 +50,7 @@ _SHORT = {
     "carts": "x",
 }
 _LONG = {short: name for name, short in _SHORT.items()}
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 # Strings every record is likely to repeat, so even their first occurrence is a back-reference. DEFLATE codes
 # nearer matches more cheaply, so the likeliest come last.
@@ -71,7 +74,8 @@ def _b64decode(segment: str) -> bytes | None:
 
 
 def _b64encode(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+    # What base64.urlsafe_b64encode does, in half the time: this runs three times in every decode.
+    return binascii.b2a_base64(raw, newline=False).translate(_URLSAFE).rstrip(b"=").decode("ascii")
 
 
 def _token_parts(id_token: str) -> tuple[bytes, bytes, bytes] | None:
@@ -106,7 +110,7 @@ def encode(session: Session) -> bytes:
         del record["i"]
         header, payload, signature = parts
     text = json.dumps(record, separators=(",", ":")).encode()
-    deflate = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zdict=_DICTIONARY)
+    deflate = zlib.compressobj(9, zlib.DEFLATED, _WINDOW_BITS, 9, zdict=_DICTIONARY)
     packed = deflate.compress(text + header + payload) + deflate.flush()
     return bytes([VERSION_1]) + _LENGTHS.pack(len(text), len(header)) + packed + signature
 
@@ -129,7 +133,7 @@ def decode(plain: bytes) -> dict[str, Any]:
 
 def _decode_v1(plain: bytes) -> dict[str, Any]:
     text_length, header_length = _LENGTHS.unpack_from(plain, 1)
-    inflate = zlib.decompressobj(-15, zdict=_DICTIONARY)
+    inflate = zlib.decompressobj(_WINDOW_BITS, zdict=_DICTIONARY)
     body = inflate.decompress(plain[1 + _LENGTHS.size :])
     if not inflate.eof or len(body) < text_length + header_length:
         raise ValueError("truncated session record")
