@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from app.store.sessions import Session
 
 VERSION_1 = 1
+_VERSION_BYTE = bytes([VERSION_1])
 _LENGTHS = struct.Struct(">HH")
 # A 4 KB window holds the dictionary and a whole record; the default 32 KB one costs more to set up than to use.
 _WINDOW_BITS = -12  # negative: raw DEFLATE, no zlib header or checksum (AES-GCM already authenticates)
@@ -112,7 +113,12 @@ def encode(session: Session) -> bytes:
     text = json.dumps(record, separators=(",", ":")).encode()
     deflate = zlib.compressobj(9, zlib.DEFLATED, _WINDOW_BITS, 9, zdict=_DICTIONARY)
     packed = deflate.compress(text + header + payload) + deflate.flush()
-    return bytes([VERSION_1]) + _LENGTHS.pack(len(text), len(header)) + packed + signature
+    return _VERSION_BYTE + _LENGTHS.pack(len(text), len(header)) + packed + signature
+
+
+def readable(plain: bytes) -> bool:
+    """Whether `decode` knows the form of `plain` (its first byte), so a newer one can be treated as absent."""
+    return plain[:1] in (b"{", _VERSION_BYTE)
 
 
 def decode(plain: bytes) -> dict[str, Any]:
@@ -122,7 +128,7 @@ def decode(plain: bytes) -> dict[str, Any]:
     """
     if plain[:1] == b"{":  # written before version 1: the session's JSON, field names in full
         fields: dict[str, Any] = json.loads(plain)
-    elif plain[:1] == bytes([VERSION_1]):
+    elif plain[:1] == _VERSION_BYTE:
         fields = _decode_v1(plain)
     else:
         raise ValueError(f"unknown session record version {plain[:1]!r}")

@@ -259,6 +259,10 @@ class SessionStore:
         if plain is None:
             # Encrypted under a key no longer configured, or tampered with: unusable, so treated as absent.
             log.warning("a session record could not be decrypted; check BFF_TOKEN_ENCRYPTION_KEYS")
+        elif not records.readable(plain):
+            # Written by a newer release (this one was rolled back to): a logged-out browser, never a 500.
+            log.warning("a session record is in a form this release does not read; its browser logs in again")
+            return None
         return plain
 
     async def create(self, session: Session) -> Session:
