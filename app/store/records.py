@@ -95,10 +95,11 @@ def encode(session: Session) -> bytes:
     for field in dataclasses.fields(session):
         if field.name in _TRANSIENT:
             continue
+        short = _SHORT[field.name]  # a new Session field needs a key above: until then every encode raises
         value = getattr(session, field.name)
         if field.default is not dataclasses.MISSING and value == field.default:
             continue
-        record[_SHORT[field.name]] = value  # a new Session field needs a key above (tests/test_records.py)
+        record[short] = value
     claims = record["c"]
     if claims.get("sub") == session.sub and next(iter(claims)) == "sub":
         record["c"] = {name: value for name, value in claims.items() if name != "sub"}
