@@ -58,7 +58,7 @@ _URLSAFE = bytes.maketrans(b"+/", b"-_")
 _DICTIONARY = (
     b'{"alg":"RS256","kid":"","typ":"JWT"}'
     b'{"iss":"https://shopify.com/authentication/","sub":"gid://shopify/Customer/","aud":"shp_'
-    b'","exp":17,"iat":17,"nonce":"","sid":"","email":"@example.com","email_verified":true,"auth_time":17}'
+    b'","exp":17,"iat":17,"nonce":"","sid":"","email":"@hotmail.com","email_verified":true,"auth_time":17}'
     b'{"s":"gid://shopify/Customer/","c":{"email":"@gmail.com","email_verified":true},"a":"shcat_","e":17'
     b',"l":3600,"l":86400,"r":"shcrt_","k":"","t":17,"u":"gid://shopify/Customer/","x":["gid://shopify/Cart/'
     b'"],"d":"Safari on iOS","d":"Chrome on Windows","d":"Chrome on Android","d":"Chrome on Mac OS X"}'
