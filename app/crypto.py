@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 _NONCE = 12
 _KID = 4
+_TAG = 16
 
 
 def derive_key(secret: str) -> bytes:
@@ -52,7 +53,7 @@ class TokenCipher:
 
     def decrypt(self, blob: bytes, associated_data: bytes) -> bytes | None:
         aead = self._by_kid.get(blob[:_KID])
-        if aead is None:
+        if aead is None or len(blob) < _KID + _NONCE + _TAG:  # cut short: AESGCM would raise, not refuse
             return None
         try:
             return aead.decrypt(blob[_KID : _KID + _NONCE], blob[_KID + _NONCE :], associated_data)

@@ -115,14 +115,19 @@ def fake_id_token(sub: str, email: str) -> str:
 
 
 def fake_session(*, access_lifetime: float = 86400) -> Session:
-    """A session as a real login stores it, with Shopify-shaped tokens and a far-future access expiry."""
+    """A session as a real login stores it (app/routes/auth.py `_open_session`): Shopify-shaped tokens, the
+    customer id fetched at login (so the id is tagged by it, and the customer-id index exists too), the
+    device summary, and a far-future access expiry."""
     customer = secrets.randbelow(10**13)
     sub = f"gid://shopify/Customer/{customer}"
+    customer_id = sub  # what the login's `customer { id }` answers
     email = f"customer{customer}@example.com"
     now = time.time()
     values: dict[str, Any] = {
-        "sid": new_session_id(sub),
+        "sid": new_session_id(sub, customer_id),
         "sub": sub,
+        "customer_id": customer_id,
+        "user_agent": "Chrome on Mac OS X",
         "claims": {"sub": sub, "email": email, "email_verified": True},
         "access_token": _token("shcat_"),
         "access_expires_at": now + 10 * 365 * 86400,

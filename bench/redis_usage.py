@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import timeit
 from collections import Counter
 from dataclasses import dataclass
 
@@ -12,6 +13,7 @@ import aiohttp
 from redis.asyncio import Redis
 
 from app.rates import Rate, SessionRates
+from app.store import records
 from app.store.sessions import SessionStore, session_key
 from bench.bff import GRAPHQL_BODY, fake_session
 
@@ -44,7 +46,8 @@ class SessionMemory:
     bytes_per_session: float  # all keys, MEMORY USAGE
     by_prefix: dict[str, float]  # e.g. "bff:session" -> bytes per session
     used_memory_per_session: float  # INFO used_memory delta / sessions, allocator overhead included
-    record_bytes: float  # the stored session record (`d` field) alone
+    record_bytes: float  # the stored value alone: `{deadline}:{generation}:` and the encrypted record
+    decode_us: float  # CPU per decode of a record's plaintext into Session fields (app/store/records.py)
 
 
 async def _commandstats(redis: Redis) -> Counter[str]:
@@ -141,13 +144,23 @@ async def session_memory(store: SessionStore, redis: Redis, *, sessions: int = 2
         sizes = await pipe.execute()
     by_prefix: Counter[str] = Counter()
     for key, size in zip(keys, sizes, strict=True):
-        by_prefix[key.decode().split("{", 1)[0].rstrip(":")] += int(size or 0)
-    records = [len(await redis.get(session_key(s.sid)) or b"") for s in made[:100]]
+        # A rate-limit window's number is in its keys' names: one group for every window the run spanned.
+        prefix = key.decode().split("{", 1)[0].rstrip(":")
+        by_prefix[":".join("<n>" if part.isdigit() else part for part in prefix.split(":"))] += int(size or 0)
+    stored = [len(await redis.get(session_key(s.sid)) or b"") for s in made[:100]]
     await redis.flushdb()
     return SessionMemory(
         sessions=sessions,
         bytes_per_session=sum(by_prefix.values()) / sessions,
         by_prefix={prefix: size / sessions for prefix, size in by_prefix.most_common()},
         used_memory_per_session=used / sessions,
-        record_bytes=sum(records) / len(records),
+        record_bytes=sum(stored) / len(stored),
+        decode_us=_decode_us([records.encode(s) for s in made[:100]]),
     )
+
+
+def _decode_us(plains: list[bytes], *, rounds: int = 20) -> float:
+    """Process CPU µs per `records.decode`, the best of `rounds`: what every /graphql request that reads its
+    session from Redis pays beyond AES-GCM (other processes on the cores slow a wall clock, less a CPU one)."""
+    timer = timeit.Timer(lambda: [records.decode(p) for p in plains], timer=time.process_time)
+    return min(timer.repeat(repeat=rounds, number=10)) / (10 * len(plains)) * 1e6

@@ -45,7 +45,7 @@ from app.errors import RateLimited, SessionExpired, SessionStoreUnavailable
 from app.metrics import Metrics
 from app.rates import NO_LIMITS, SessionRates
 from app.security import new_id
-from app.store import DEFAULT_PREFIX
+from app.store import DEFAULT_PREFIX, records
 from app.store.connections import RedisConnections, guarded
 from app.store.rate_limits import RATE_LUA
 
@@ -252,13 +252,17 @@ class SessionStore:
         return int(self._clock() * 1000)
 
     def _seal(self, session: Session) -> bytes:
-        return self._cipher.encrypt(session.to_json(), session.sid.encode())
+        return self._cipher.encrypt(records.encode(session), session.sid.encode())
 
     def _open(self, sid: str, blob: bytes) -> bytes | None:
         plain = self._cipher.decrypt(blob, sid.encode())
         if plain is None:
             # Encrypted under a key no longer configured, or tampered with: unusable, so treated as absent.
             log.warning("a session record could not be decrypted; check BFF_TOKEN_ENCRYPTION_KEYS")
+        elif not records.readable(plain):
+            # Written by a newer release (this one was rolled back to): a logged-out browser, never a 500.
+            log.warning("a session record is in a form this release does not read; its browser logs in again")
+            return None
         return plain
 
     async def create(self, session: Session) -> Session:
@@ -330,7 +334,7 @@ class SessionStore:
             await self._rewrite(
                 sid, raw, b"%s:%s:%s" % (deadline, generation, self._cipher.encrypt(plain, sid.encode()))
             )
-        return Session(sid=sid, generation=int(generation), ttl_ms=int(values[1]), **json.loads(plain))
+        return Session(sid=sid, generation=int(generation), ttl_ms=int(values[1]), **records.decode(plain))
 
     def _remember_refusal(self, sid: str, now: float, ends: float, detail: str) -> None:
         if len(self._refused) >= REFUSALS_KEPT:  # bounded: expired entries go first, then all of them
@@ -355,7 +359,7 @@ class SessionStore:
             return None
         _, generation, blob = raw.split(b":", 2)
         plain = self._open(sid, blob)
-        return Session(sid=sid, generation=int(generation), **json.loads(plain)) if plain is not None else None
+        return Session(sid=sid, generation=int(generation), **records.decode(plain)) if plain is not None else None
 
     async def replace_if_current(self, session: Session) -> Session | None:
         """Store refreshed tokens unless the session moved on (or was deleted) meanwhile."""
@@ -446,7 +450,7 @@ class SessionStore:
             _, generation, blob = raw.split(b":", 2)
             plain = self._open(sid, blob)
             if plain is not None:
-                found.append(Session(sid=sid, generation=int(generation), ttl_ms=int(ttl), **json.loads(plain)))
+                found.append(Session(sid=sid, generation=int(generation), ttl_ms=int(ttl), **records.decode(plain)))
         return found
 
     def last_used(self, session: Session) -> float | None:
