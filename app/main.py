@@ -31,6 +31,7 @@ from app.pipeline import Dispatcher, ErrorBoundary, SecurityHeaders
 from app.routes import auth, cart, health, webhooks
 from app.routes import sessions as customer_sessions
 from app.routes.graphql import GraphQLEndpoint
+from app.runtime import tune_gc
 from app.shopify.credentials import Credentials
 from app.shopify.discovery import Discovery
 from app.shopify.graphql import CustomerAccountAPI
@@ -304,5 +305,6 @@ def create_app(
     stack = CORS(stack, origins=cors_origins)
     stack = SecurityHeaders(stack, exempt_paths=exempt)
     stack = RequestLog(stack)
+    tune_gc()  # the heap is built: keep the collector off it (runtime.py)
     # Outermost, so the span covers every layer and every path; absent when off, so off costs nothing.
     return tracing.layer(stack) if tracing is not None else stack

@@ -63,7 +63,10 @@ def _round(url: str, pid: int, *, connections: int, seconds: float, cookie: str 
 
 
 def _export(ref: str) -> Path:
-    """The tree of git `ref`, unpacked under bench/out/ (no worktree, no change to the repository)."""
+    """The tree of git `ref`, unpacked under bench/out/ (no worktree, no change to the repository); a
+    directory is taken as it is (a throwaway experiment)."""
+    if Path(ref).is_dir():
+        return Path(ref).resolve()
     sha = subprocess.run(["git", "rev-parse", "--short", ref], cwd=ROOT, capture_output=True, text=True, check=True)
     where = OUT / f"checkout-{sha.stdout.strip()}"
     if not where.exists():
