@@ -20,6 +20,10 @@ from starlette.requests import cookie_parser
 # Opaque ids; a session id may start with its customer's 16-hex-digit tag and a dot (store/sessions.py).
 _ID = re.compile(r"^(?:[0-9a-f]{16}\.)?[A-Za-z0-9_-]{20,100}$")
 LOGIN_BINDING_MAX_AGE = 600
+# Session cookies already verified, remembered per jar: a browser sends the same signed value on every
+# request, and the HMAC (itsdangerous derives its key again on each call) was the hot path's largest own
+# cost after the Redis read. Only validly signed values are kept, so a flood of forged ones cannot fill it.
+VERIFIED_KEPT = 10_000
 SetCookie = tuple[bytes, bytes]
 
 
@@ -56,6 +60,8 @@ class CookieJar:
         prefix = "__Host-" if secure else ""
         self.names = CookieNames(session=f"{prefix}bff_session", login=f"{prefix}bff_login")
         self._session_max_age = session_max_age
+        # The signing keys are fixed for the jar's lifetime, so a verdict once reached stays true.
+        self._verified: dict[str, SessionCookie] = {}
 
     def _header(self, name: str, value: str, max_age: int) -> SetCookie:
         # Secure only over https: browsers drop Secure cookies on http (local development).
@@ -79,12 +85,20 @@ class CookieJar:
     def session(self, cookie_header: str | None) -> SessionCookie:
         """Read the session cookie from a raw `Cookie` header; tampered counts as absent."""
         raw = cookie_parser(cookie_header).get(self.names.session) if cookie_header else None
+        known = self._verified.get(raw) if raw else None
+        if known is not None:
+            return known
         sid = self._unsign(self._session, raw)
         resign = False
         if sid is None and self._session_any is not None:
             sid = self._unsign(self._session_any, raw)
             resign = sid is not None
-        return SessionCookie(sid=sid, resign=resign, present=raw is not None)
+        found = SessionCookie(sid=sid, resign=resign, present=raw is not None)
+        if raw and sid is not None:
+            if len(self._verified) >= VERIFIED_KEPT:
+                self._verified.clear()  # bounded; the next requests simply verify again
+            self._verified[raw] = found
+        return found
 
     def set_session(self, sid: str) -> SetCookie:
         return self._header(self.names.session, self._session.sign(sid).decode(), self._session_max_age)

@@ -114,10 +114,13 @@ class RequestLog:
                 message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
             await send(message)
 
-        with structlog.contextvars.bound_contextvars(request_id=request_id):
+        # bind + reset by token rather than structlog's bound_contextvars, which copies the whole context
+        # twice per request to restore it; the token restores exactly what was there.
+        tokens = structlog.contextvars.bind_contextvars(request_id=request_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
             try:
-                await self.app(scope, receive, send_with_id)
-            finally:
                 _request_log.info(
                     "request",
                     method=scope["method"],
@@ -126,3 +129,5 @@ class RequestLog:
                     duration_ms=round((time.perf_counter() - started) * 1000, 2),
                     client=scope["client"][0] if scope.get("client") else None,
                 )
+            finally:
+                structlog.contextvars.reset_contextvars(**tokens)

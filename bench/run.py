@@ -66,7 +66,7 @@ def _machine(redis_version: str) -> dict[str, str]:
     }
 
 
-def _check(name: str, url: str, cookie: str | None) -> None:
+def check(name: str, url: str, cookie: str | None) -> None:
     """One request before any load: the target answers 200 with the upstream's body, unchanged."""
     headers = {"Content-Type": "application/json", **({"Cookie": cookie, "X-CSRF": "1"} if cookie else {})}
     response = httpx.post(url, content=bench_bff.GRAPHQL_BODY, headers=headers)
@@ -95,7 +95,7 @@ def _logged_errors(server: Server) -> dict[str, int]:
     return dict(Counter(f"{status} {code}" for status, code in found).most_common())
 
 
-async def _new_session(config: bench_bff.BffConfig) -> str:
+async def new_session(config: bench_bff.BffConfig) -> str:
     """A logged-in session stored through the project's SessionStore; returns its signed cookie."""
     settings = config.settings()
     async with bench_bff.bff_services(settings, config.redis_url) as (services, _):
@@ -136,7 +136,7 @@ async def _proxy_benchmarks(results: Results, redis: RedisProcess, rounds: int, 
         config = bench_bff.new_config(bff_port, up_origin, redis.url)
         bff = Server("bff", bff_port, uvicorn_args("app.main:create_app", bff_port), config.env())
         _start_all(stack, upstream, proxy, bff)
-        cookie = await _new_session(config)
+        cookie = await new_session(config)
         # Every process of ours is watched in every run, so none of its CPU is mistaken for other load.
         assert redis.proc is not None
         pids = {"bff": bff.pid, "proxy": proxy.pid, "upstream": upstream.pid, "redis": redis.proc.pid}
@@ -146,7 +146,7 @@ async def _proxy_benchmarks(results: Results, redis: RedisProcess, rounds: int, 
             "BFF": (bff.url + "/graphql", cookie),
         }
         for name, (url, auth) in targets.items():
-            _check(name, url, auth)
+            check(name, url, auth)
         print(f"throughput: wrk -t1 -d{seconds}s, {rounds} round(s):", flush=True)
         # Concurrency outside, target inside: the figures a ratio compares are measured back to back.
         for _ in range(rounds):

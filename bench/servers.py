@@ -31,6 +31,7 @@ class Server:
     port: int
     args: list[str]
     env: Mapping[str, str] = field(default_factory=dict)
+    cwd: Path = ROOT  # another checkout runs that checkout's code (its directory comes first on sys.path)
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -51,7 +52,7 @@ class Server:
         with self.log.open("wb") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, *self.args],
-                cwd=ROOT,
+                cwd=self.cwd,
                 env={**os.environ, **self.env},
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 from collections.abc import AsyncIterator, Iterator
@@ -11,8 +12,9 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 
+from app.config import Settings
 from app.logs import configure_logging
-from app.main import create_app
+from app.main import GC_YOUNG_THRESHOLD, create_app
 from tests.helpers import BFF_URL, STOREFRONT, Shop, login, make_settings, query_of, start_login
 
 CSRF = {"X-CSRF": "1"}
@@ -227,3 +229,10 @@ async def test_shopifys_callback_errors_reach_the_storefront_as_catalog_codes(
     assert response.status_code == 302
     assert response.headers["location"] == f"{STOREFRONT}/shop?login_error={flag}"
     assert "bff_session" not in response.headers.get("set-cookie", "")
+
+
+def test_building_the_app_freezes_the_startup_heap_and_raises_the_young_threshold(settings: Settings) -> None:
+    create_app(settings)
+    # The imports alone are tens of thousands of objects; frozen, no collection walks them again (main.py).
+    assert gc.get_freeze_count() > 10_000
+    assert gc.get_threshold()[0] >= GC_YOUNG_THRESHOLD

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from starlette.types import Receive, Scope, Send
 
 from app.bodies import read_body
+from app.config import Settings
 from app.deps import Services, load_session, require
 from app.errors import (
     BFFError,
@@ -24,8 +26,10 @@ from app.errors import (
     render,
     send_error,
 )
+from app.rates import SessionRates
 from app.security import check_csrf
 from app.shopify.graphql import GraphQLReply
+from app.urls import Origin
 
 _WANTED = {b"cookie", b"origin", b"x-csrf", b"content-length", b"accept-language"}
 
@@ -54,9 +58,28 @@ def _validate(body: bytes) -> str:
     return query
 
 
-async def _proxy(deps: Services, scope: Scope, receive: Receive) -> GraphQLReply:
+@dataclass(frozen=True, slots=True)
+class _Settings:
+    """What the hot path reads from the settings per request, read once per set of services: the
+    properties over Settings' private attributes go through pydantic's `__getattr__` on every read."""
+
+    trusted_origins: frozenset[Origin]
+    rates: SessionRates
+    max_body: int
+    body_deadline: float
+
+    @classmethod
+    def of(cls, settings: Settings) -> _Settings:
+        return cls(
+            settings.trusted_origins,
+            settings.graphql_rates,
+            settings.bff_graphql_max_body_bytes,
+            settings.bff_body_read_timeout,
+        )
+
+
+async def _proxy(deps: Services, settings: _Settings, scope: Scope, receive: Receive) -> GraphQLReply:
     headers = _headers_of(scope)
-    settings = deps.settings
     check_csrf(headers.get(b"origin"), headers.get(b"x-csrf"), settings.trusted_origins, allow_form=False)
     cookie = deps.cookies.session(headers.get(b"cookie"))
     if cookie.sid is None:
@@ -64,13 +87,13 @@ async def _proxy(deps: Services, scope: Scope, receive: Receive) -> GraphQLReply
         raise NotAuthenticated("Log in first.")
     # The session and its rate limit come before the body too, so a session over its limit (or a
     # flood from a dead one) costs one Redis round trip and never a body read or a JSON parse.
-    found = await load_session(cookie, deps.sessions, rates=settings.graphql_rates)
+    found = await load_session(cookie, deps.sessions, rates=settings.rates)
     session = require(found)
     body = await read_body(
         receive,
         headers.get(b"content-length"),
-        limit=settings.bff_graphql_max_body_bytes,
-        deadline=settings.bff_body_read_timeout,
+        limit=settings.max_body,
+        deadline=settings.body_deadline,
         what="The GraphQL body",
     )
     query = _validate(body)
@@ -97,14 +120,17 @@ class GraphQLEndpoint:
     def __init__(self, services: Callable[[], Services]) -> None:
         # A callable, because the services only exist once the lifespan has started.
         self._services = services
+        self._settings_of: tuple[Services, _Settings] | None = None  # a restarted lifespan brings new ones
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] != "POST":
             await send_error(send, MethodNotAllowed("Use POST.", headers={"Allow": "POST"}))
             return
         deps = self._services()
+        if self._settings_of is None or self._settings_of[0] is not deps:
+            self._settings_of = (deps, _Settings.of(deps.settings))
         try:
-            reply = await _proxy(deps, scope, receive)
+            reply = await _proxy(deps, self._settings_of[1], scope, receive)
             status, out, payload = reply.status, reply.headers, reply.body
         except BFFError as exc:
             deps.metrics.count_rejection(exc.code)

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import aiohttp
+from prometheus_client import Counter
 
 from app.errors import BFFError, UpstreamTimeout, UpstreamUnavailable
 from app.metrics import Metrics
@@ -68,6 +69,9 @@ class CustomerAccountAPI:
         self._timeout = aiohttp.ClientTimeout(sock_connect=connect_timeout, sock_read=read_timeout)
         self._total_timeout = total_timeout if total_timeout is not None else connect_timeout + read_timeout
         self._metrics = metrics
+        # The labelled children, looked up once: `.labels()` takes a lock and builds a key on every call.
+        self._latency = metrics.upstream_latency.labels("graphql")
+        self._proxied: dict[int, Counter] = {}
         self._trace_configs = list(trace_configs)
         self._session: aiohttp.ClientSession | None = None
 
@@ -89,8 +93,11 @@ class CustomerAccountAPI:
         """A browser's GraphQL request, passed through (counted in `bff_graphql_requests_total`)."""
         started = time.perf_counter()
         reply = await self._send(url, body, token=token, accept_language=accept_language)
-        self._metrics.upstream_latency.labels("graphql").observe(time.perf_counter() - started)
-        self._metrics.proxied.labels(str(reply.status)).inc()
+        self._latency.observe(time.perf_counter() - started)
+        counter = self._proxied.get(reply.status)
+        if counter is None:  # one child per status code seen: a few dozen at most
+            counter = self._proxied[reply.status] = self._metrics.proxied.labels(str(reply.status))
+        counter.inc()
         return reply
 
     async def _send(self, url: str, body: bytes, *, token: str, accept_language: str | None) -> GraphQLReply:
