@@ -370,6 +370,7 @@ def _tune_gc() -> None:
     if _gc_tuned:
         return
     _gc_tuned = True
+    gc.collect()  # startup's own garbage first: a frozen cycle would never be freed
     gc.freeze()
     young, middle, old = gc.get_threshold()
     gc.set_threshold(max(young, GC_YOUNG_THRESHOLD), middle, old)
