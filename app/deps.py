@@ -100,72 +100,78 @@ def services(request: Request) -> Services:
     return found
 
 
-def _settings(request: Request) -> Settings:
+# Async, though none awaits anything: FastAPI runs a plain `def` dependency in a worker thread, a thread
+# hop per dependency per request (about a dozen on the callback), where an `async def` one is a call.
+async def _settings(request: Request) -> Settings:
     return services(request).settings
 
 
-def _cookies(request: Request) -> CookieJar:
+async def _cookies(request: Request) -> CookieJar:
     return services(request).cookies
 
 
-def _sessions(request: Request) -> SessionStore:
+async def _sessions(request: Request) -> SessionStore:
     return services(request).sessions
 
 
-def _logins(request: Request) -> PendingLogins:
+async def _logins(request: Request) -> PendingLogins:
     return services(request).logins
 
 
-def _logouts(request: Request) -> LogoutContinuations:
+async def _logouts(request: Request) -> LogoutContinuations:
     return services(request).logouts
 
 
-def _rate_limits(request: Request) -> RateLimits:
+async def _rate_limits(request: Request) -> RateLimits:
     return services(request).rate_limits
 
 
-def _discovery(request: Request) -> Discovery:
+async def _discovery(request: Request) -> Discovery:
     return services(request).discovery
 
 
-def _oauth(request: Request) -> ShopifyOAuth:
+async def _oauth(request: Request) -> ShopifyOAuth:
     return services(request).oauth
 
 
-def _credentials(request: Request) -> Credentials:
+async def _credentials(request: Request) -> Credentials:
     return services(request).credentials
 
 
-def _metrics(request: Request) -> Metrics:
+async def _metrics(request: Request) -> Metrics:
     return services(request).metrics
 
 
-def _refresher(request: Request) -> TokenRefresher:
+async def _refresher(request: Request) -> TokenRefresher:
     return services(request).refresher
 
 
-def _customer_account(request: Request) -> CustomerAccountAPI:
+async def _customer_account(request: Request) -> CustomerAccountAPI:
     return services(request).graphql
 
 
-def _clock(request: Request) -> Callable[[], float]:
+async def _clock(request: Request) -> Callable[[], float]:
     return services(request).clock
 
 
-def _client_ip(request: Request) -> str:
+def _peer_ip(request: Request) -> str:
     peer = request.client.host if request.client else None
     return client_ip(peer, request.headers.getlist("x-forwarded-for"), services(request).settings.trusted_proxies)
 
 
-def _carts(request: Request) -> Carts:
+async def _client_ip(request: Request) -> str:
+    return _peer_ip(request)
+
+
+async def _carts(request: Request) -> Carts:
     found = services(request).carts
     if found is None:
         raise CartDisabled("The cart endpoints are off: set SHOPIFY_STOREFRONT_TOKEN to enable them.")
     return found
 
 
-def _logout_carts(request: Request) -> LogoutCarts:
-    return LogoutCarts(services(request).carts, _client_ip(request))
+async def _logout_carts(request: Request) -> LogoutCarts:
+    return LogoutCarts(services(request).carts, _peer_ip(request))
 
 
 async def _slid_session(request: Request) -> CookieSession:

@@ -181,7 +181,7 @@ def _logins(res: Results) -> list[str]:
         cpu = ", ".join(f"{name} {ms:.1f} ms" for name, ms in lo.cpu_ms_per_login.items())
         lines.append(
             f"Full authorization-code logins against the strict stand-in (`python -m mock_shopify`), "
-            f"{lo.concurrency} browsers at a time (httpx): GET /auth/login → authorize page → POST the login form → "
+            f"{lo.concurrency} browsers at a time (aiohttp): GET /auth/login → authorize page → POST the login form → "
             f"GET /auth/callback. **{lo.per_second:.1f} logins/s** ({lo.logins} logins in {lo.seconds:.1f} s, "
             f"{lo.failed} failed). CPU per login: {cpu}. The stand-in's RS256 signing and the BFF's ID-token "
             "verification run on the same cores."

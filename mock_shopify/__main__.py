@@ -69,6 +69,13 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, M
         default=_env("STOREFRONT_PUBLIC_TOKEN", DEFAULT_STOREFRONT_PUBLIC_TOKEN),
         help="the Storefront API token browsers send as X-Shopify-Storefront-Access-Token",
     )
+    parser.add_argument(
+        "--no-access-log",
+        dest="access_log",
+        action="store_false",
+        default=_env("ACCESS_LOG", "1") not in {"0", "false", "no"},
+        help="no line per request (MOCK_SHOPIFY_ACCESS_LOG=0): for benchmarks, where logging is a cost measured",
+    )
     args = parser.parse_args(argv)
     extra = [tuple(pair.split(":", 1)) for pair in args.extra_credential]
     if any(len(pair) != 2 for pair in extra):
@@ -106,8 +113,9 @@ LOG_CONFIG: dict[str, Any] = {
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the stand-in under uvicorn until interrupted."""
     args, config = parse_args(argv)
+    app = create_app(config)
     uvicorn.run(
-        AccessLog(create_app(config)),
+        AccessLog(app) if args.access_log else app,
         host=args.host,
         port=args.port,
         log_level="info",

@@ -16,7 +16,9 @@ import uuid
 from typing import Any
 
 from graphql import (
+    DocumentNode,
     GraphQLError,
+    GraphQLFormattedError,
     NoSchemaIntrospectionCustomRule,
     execute_sync,
     parse,
@@ -40,6 +42,9 @@ RESTORE_RATE = 100.0
 # Shopify has no introspection at the query URL; clients must vendor the schema.
 RULES = (*specified_rules, NoSchemaIntrospectionCustomRule)
 _BEARER = "bearer "
+# Parsed and validated documents by query text: a client sends the same few documents over and over, and
+# graphql-core's validation costs more than all the rest of an answer.
+DOCUMENTS_KEPT = 256
 # Shopify's documented HTTP error bodies: `errors` is a string (402: shop frozen, 403: shop forbidden, 423: locked).
 _HTTP_ERRORS = {
     402: "This shop's plan does not have access to this feature",
@@ -73,6 +78,7 @@ class GraphQLEndpoint:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.schema = build_schema()
+        self._documents: dict[str, DocumentNode | list[GraphQLFormattedError]] = {}
 
     def routes(self) -> list[Route]:
         shop_id = self.store.config.shop_id
@@ -103,6 +109,22 @@ class GraphQLEndpoint:
             },
         }
         return cost, affordable
+
+    def _document(self, query: str) -> DocumentNode | list[GraphQLFormattedError]:
+        """The parsed, valid document for `query`, or its errors (formatted), cached by the query's text."""
+        found = self._documents.get(query)
+        if found is None:
+            try:
+                document = parse(query)
+            except GraphQLError as exc:
+                found = [exc.formatted]
+            else:
+                errors = validate(self.schema, document, RULES)
+                found = [e.formatted for e in errors] if errors else document
+            if len(self._documents) >= DOCUMENTS_KEPT:
+                del self._documents[next(iter(self._documents))]  # the oldest: a bound, not an LRU
+            self._documents[query] = found
+        return found
 
     async def graphql(self, request: Request) -> Response:
         response = await self._answer(request)
@@ -148,12 +170,9 @@ class GraphQLEndpoint:
             return JSONResponse({"errors": {"query": "Required parameter missing or invalid"}}, status_code=400)
         variables: dict[str, Any] = payload.get("variables") or {}
         operation_name: str | None = payload.get("operationName") or None
-        try:
-            document = parse(payload["query"])
-        except GraphQLError as exc:
-            return JSONResponse({"errors": [exc.formatted]})
-        if errors := validate(self.schema, document, RULES):
-            return JSONResponse({"errors": [e.formatted for e in errors]})
+        document = self._document(payload["query"])
+        if isinstance(document, list):
+            return JSONResponse({"errors": document})
         requested = query_cost(self.schema, document, operation_name, variables)
         if requested > MAX_QUERY_COST:
             message = f"Query cost is {requested}, which exceeds the single query max cost limit ({MAX_QUERY_COST})."

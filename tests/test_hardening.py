@@ -18,6 +18,8 @@ from asgi_lifespan import LifespanManager
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from devkit.redis_server import RedisProcess, free_port, redis_binary
+from mock_shopify.customers import customer_number
+from mock_shopify.webhooks import signature
 from tests.helpers import (
     BFF_URL,
     CLIENT_ID,
@@ -241,6 +243,32 @@ async def test_a_login_that_races_logout_everywhere_does_not_survive_it(shop: Sh
         later.advance(1)  # a login after the logout everywhere is a login like any other
         await login(a, email)
         assert (await a.get("/auth/session")).json()["authenticated"] is True
+
+
+async def test_a_login_that_races_a_customer_deletion_webhook_does_not_survive_it(shop: Shop, redis_url: str) -> None:
+    """As above, for Shopify's `customers/delete`: instance A ends the customer's sessions by their Shopify
+    id; instance B, two minutes behind, was storing a login that began before. Its record and that index are
+    written by one script, which also reads the index's epoch, so the login voids itself."""
+    secret = "webhook-secret-Vb7qK2xP9mZ4"
+    later = Clock()
+    later.advance(120)
+    email = "race.webhook@example.com"
+    hook = json.dumps({"id": customer_number(email)}).encode()
+    headers = {
+        "Content-Type": "application/json",
+        "X-Shopify-Topic": "customers/delete",
+        "X-Shopify-Hmac-Sha256": signature(hook, secret),
+        "X-Shopify-Webhook-Id": "race-1",
+    }
+    async with (
+        bff_app(shop, redis_url, clock=later, shopify_webhook_secret=secret) as a,
+        bff_app(shop, redis_url, clock=Clock()) as b,
+    ):
+        assert (await a.post("/webhooks/shopify", content=hook, headers=headers)).status_code == 200
+        raced = await b.get((await authorize_at_shop(await start_login(b), email)).removeprefix(BFF_URL))
+        assert raced.status_code == 401
+        assert raced.json()["error"] == "session_expired"
+        assert (await b.get("/auth/session")).json() == {"authenticated": False}
 
 
 async def test_operator_ends_a_customers_sessions_from_the_command_line(

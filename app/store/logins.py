@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import astuple, dataclass
+from typing import Any
 
 from app.crypto import TokenCipher
 from app.store.connections import RedisConnections, guarded
 
 PENDING_LOGIN_TTL = 600
+# One command each, as scripts so they run on the pipelined connection where it applies (connections.py):
+# every login writes one record and every callback takes one.
+_SAVE = "return redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])"
+_TAKE = "return redis.call('GETDEL', KEYS[1])"
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +40,8 @@ class PendingLogins:
 
     def __init__(self, redis: RedisConnections, cipher: TokenCipher, *, prefix: str) -> None:
         """`prefix` starts every key (BFF_REDIS_PREFIX)."""
-        self._redis = redis.client
+        self._save: Any = redis.hot_script(_SAVE)
+        self._take: Any = redis.hot_script(_TAKE)
         self._cipher = cipher
         self._prefix = f"{prefix}login:"
 
@@ -43,11 +49,11 @@ class PendingLogins:
         # A list, not an object: no field names in every record (pending logins are what a flood makes).
         fields = astuple(login)[1:]  # the state is the key already
         blob = self._cipher.encrypt(json.dumps(fields, separators=(",", ":")).encode(), login.state.encode())
-        await guarded(self._redis.set(f"{self._prefix}{login.state}", blob, ex=PENDING_LOGIN_TTL))
+        await guarded(self._save(keys=[f"{self._prefix}{login.state}"], args=[blob, PENDING_LOGIN_TTL]))
 
     async def take(self, state: str) -> PendingLogin | None:
         """Consume a pending login atomically: a replayed state finds nothing."""
-        blob = await guarded(self._redis.getdel(f"{self._prefix}{state}"))
+        blob = await guarded(self._take(keys=[f"{self._prefix}{state}"], args=[]))
         plain = self._cipher.decrypt(blob, state.encode()) if isinstance(blob, bytes) else None
         if not plain:
             return None

@@ -45,7 +45,8 @@ class RateLimits:
 
     def __init__(self, redis: RedisConnections, *, prefix: str, clock: Callable[[], float] = time.time) -> None:
         """`prefix` starts every key (BFF_REDIS_PREFIX): deployments sharing a Redis count apart."""
-        self._hit: Any = redis.client.register_script(_HIT)
+        # On the pipelined connection where it applies: every login and callback counts here.
+        self._hit: Any = redis.hot_script(_HIT)
         self._prefix = prefix
         self._clock = clock
 

@@ -215,6 +215,29 @@ return ended
 """
 
 
+# A new session's record and, given KEYS[2..3], its customer-id index (the record's slot: the id carries the
+# index's tag), returning that index's epoch. Atomic, so `end_customer` either voids the login (epoch) or
+# finds and deletes the record (index). ARGV: value, ttl ms, deadline ms, now ms, index lifetime ms, sid.
+_CREATE = """
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+if #KEYS == 1 then return false end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[4])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[6])
+redis.call('PEXPIRE', KEYS[2], ARGV[5])
+return redis.call('GET', KEYS[3])
+"""
+
+# Add a session to a customer index: drop members past their absolute deadline, add this one, keep the
+# index as long as its newest session; {size, epoch}. The epoch is read after the ZADD (see end_all).
+# KEYS: index, epoch; ARGV: now ms, deadline ms, sid, index lifetime ms.
+_ADD_TO_INDEX = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return {redis.call('ZCARD', KEYS[1]), redis.call('GET', KEYS[2])}
+"""
+
+
 class SessionStore:
     """Sessions and the per-customer index in Redis."""
 
@@ -247,6 +270,9 @@ class SessionStore:
         self._replace: Any = self._redis.register_script(_REPLACE)
         self._reencrypt: Any = self._redis.register_script(_REENCRYPT)
         self._end_by_id: Any = self._redis.register_script(_END_BY_ID)
+        # Every login runs both: on the lean pipelined connection where it applies, like the session read.
+        self._create: Any = redis.hot_script(_CREATE)
+        self._add_to_index: Any = redis.hot_script(_ADD_TO_INDEX)
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -266,16 +292,17 @@ class SessionStore:
         return plain
 
     async def create(self, session: Session) -> Session:
-        """Store a brand-new session under a fresh id (the caller made the id), indexed by customer."""
+        """Store a brand-new session under a fresh id (the caller made the id), indexed by customer.
+
+        Two round trips, in this order: the record with its customer-id index (one script, one slot), then
+        the `sub` index (another slot), whose epoch is read after the record exists (see `end_all`)."""
         now_ms = self._now_ms()
         deadline = now_ms + self._absolute_ms
         ttl = min(self._idle_ms, self._absolute_ms)
         value = b"%d:0:%s" % (deadline, self._seal(session))
-        await guarded(self._redis.set(session_key(session.sid, self._prefix), value, px=ttl))
-        epoch = await self._index(session.sub, session.sid, deadline, now_ms)
-        if session.customer_id:
-            by_id = await self._index_by_id(session, deadline, now_ms)
-            epoch = max(epoch or 0, by_id or 0) or None
+        epoch = await self._store_record(session, value, ttl, deadline, now_ms)
+        by_sub = await self._index(session.sub, session.sid, deadline, now_ms)
+        epoch = max(epoch or 0, by_sub or 0) or None
         if epoch is not None and epoch >= now_ms:
             # "Log out everywhere" began while this login was being stored, and may have read the index
             # before this session joined it: the login is void, so nothing outlives that logout.
@@ -380,18 +407,33 @@ class SessionStore:
 
     # --- the per-customer index -------------------------------------------------------------------
 
+    async def _store_record(
+        self, session: Session, value: bytes, ttl: int, deadline_ms: int, now_ms: int
+    ) -> int | None:
+        """Write the record and, with a customer id, add it to that customer-id index; returns the index's
+        epoch, if any. One script: on Cluster the record and the index share the customer's slot."""
+        keys = [session_key(session.sid, self._prefix)]
+        tag = customer_tag(session.sub, session.customer_id)
+        if session.customer_id and _split(session.sid)[0] == tag:
+            keys += [_by_id_key(self._prefix, tag), _by_id_epoch_key(self._prefix, tag)]
+        elif session.customer_id:
+            # An id made elsewhere, not under this customer's tag (new_session_id always is): its own slot.
+            await guarded(self._redis.set(keys[0], value, px=ttl))
+            return await self._index_by_id(session, deadline_ms, now_ms)
+        args = [value, ttl, deadline_ms, now_ms, self._absolute_ms, session.sid]
+        epoch = await guarded(self._create(keys=keys, args=args))
+        return int(epoch) if epoch is not None else None
+
     async def _index(self, sub: str, sid: str, deadline_ms: int, now_ms: int) -> int | None:
         """Add a session to its customer's index; returns the customer's logout-everywhere epoch, if any."""
         key = _customer_key(self._prefix, sub)
         # Bounded: members past their absolute deadline go at every login, and the index expires with
         # its newest session. Idle-expired members are pruned whenever the index grows past a few.
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.zremrangebyscore(key, "-inf", now_ms)
-            pipe.zadd(key, {sid: deadline_ms})
-            pipe.pexpire(key, self._absolute_ms)
-            pipe.zcard(key)
-            pipe.get(_epoch_key(self._prefix, sub))  # after the ZADD: see end_all for why the order matters
-            *_, size, epoch = await guarded(pipe.execute())
+        size, epoch = await guarded(
+            self._add_to_index(
+                keys=[key, _epoch_key(self._prefix, sub)], args=[now_ms, deadline_ms, sid, self._absolute_ms]
+            )
+        )
         if int(size) > INDEX_PRUNE_AT:
             members = await self.session_ids_of(sub)
             alive = await asyncio.gather(*(guarded(self._redis.exists(session_key(m, self._prefix))) for m in members))
@@ -403,13 +445,10 @@ class SessionStore:
     async def _index_by_id(self, session: Session, deadline_ms: int, now_ms: int) -> int | None:
         """Add a session to its customer-id index (in its own slot); returns that index's epoch, if any."""
         tag = customer_tag(session.sub, session.customer_id)
-        key = _by_id_key(self._prefix, tag)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.zremrangebyscore(key, "-inf", now_ms)  # bounded like the sub index: expired members go
-            pipe.zadd(key, {session.sid: deadline_ms})
-            pipe.pexpire(key, self._absolute_ms)
-            pipe.get(_by_id_epoch_key(self._prefix, tag))
-            *_, epoch = await guarded(pipe.execute())
+        keys = [_by_id_key(self._prefix, tag), _by_id_epoch_key(self._prefix, tag)]
+        _, epoch = await guarded(
+            self._add_to_index(keys=keys, args=[now_ms, deadline_ms, session.sid, self._absolute_ms])
+        )
         return int(epoch) if epoch is not None else None
 
     async def end_customer(self, customer_id: str, *, webhook_id: str = "") -> int | None:
