@@ -3,7 +3,7 @@
 Two connections of our own: `invalidations` is subscribed (RESP2) to `__redis__:invalidate`; `tracking` ran
 `CLIENT TRACKING on REDIRECT <invalidations' id> BCAST PREFIX <prefix>session: NOLOOP`. With BCAST, every
 write to any session key by any client (a refresh's SET, logout's DEL, a webhook's Lua DEL, a slide's PEXPIRE,
-an expiry, FLUSHDB) sends that key's name here, whoever read it; checked on Redis 7.0 (DDOCS-cache.md). A
+an expiry, FLUSHDB) sends that key's name here, whoever read it; checked on Redis 7.0 (DOCS-cache.md). A
 message drops that session's copy; a copy being read while its message arrives is not kept (`begin`/`end`).
 
 A hit is judged here: the absolute deadline and Redis's expiry of the key (kept as a lower bound, so a copy
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("bff.sessions")
 
-MAX_ENTRIES = 10_000  # LRU beyond this: about 2.6 KB each (DOCS-cache.md), so about 26 MB at most
+MAX_ENTRIES = 10_000  # LRU beyond this: about 2.8 KB each with its counters (DOCS-cache.md), 28 MB at most
 FLUSH_EVERY = 0.05  # seconds between flushes of slides and counts
 STALE = 0.5  # a pong or flush reply later than this means the connection cannot be trusted
 RETRY_EVERY = 0.5  # seconds between reconnection attempts while off
@@ -339,8 +339,9 @@ class SessionCache:
                 commands.append(_pack(b"PEXPIRE", entry.key, want))
                 slid.append((entry, now_ms + want))
         counted = []
+        crowded = len(self._counters) > 2 * self._max  # bounded too: totals of idle counters are re-read
         for key, counter in list(self._counters.items()):
-            if now_ms >= counter.ends_ms + 5000:
+            if now_ms >= counter.ends_ms + 5000 or (crowded and not counter.pending):
                 del self._counters[key]
             elif counter.pending or counter.base < 0:
                 counted.append((key, counter, counter.pending))
