@@ -58,6 +58,10 @@ return totals
 """
 
 
+# A connection lost, refused or stuck, or a reply we cannot read: all mean "stop trusting the copies".
+_FAILURES = (OSError, TimeoutError, hiredis.ProtocolError, ValueError)
+
+
 def _pack(*args: bytes | str | int) -> bytes:
     out = [b"*%d\r\n" % len(args)]
     for arg in args:
@@ -164,13 +168,14 @@ class SessionCache:
         self._max = max_entries
         self._entries: collections.OrderedDict[str, _Entry] = collections.OrderedDict()
         self._counters: dict[str, _Counter] = {}
-        self._touched: set[str] = set()
+        self._touched: dict[str, _Entry] = {}  # used since the last flush (kept if dropped meanwhile: still slid)
         self._reading: dict[str, int] = {}  # sid → reads in flight
         self._dirty: set[str] = set()  # in flight when its invalidation came: not kept
         self._generation = 0  # bumped whenever everything is dropped: reads begun before are not kept
         self._links: list[_Link] = []
         self.live = False
         self._task: asyncio.Task[None] | None = None
+        self._failure: str | None = None  # the last reason the connections could not be set up, logged once
 
     async def __aenter__(self) -> SessionCache:
         self._task = asyncio.create_task(self._run())
@@ -207,7 +212,7 @@ class SessionCache:
         for counter in counters:
             counter.pending += 1
         self._entries.move_to_end(sid)
-        self._touched.add(sid)
+        self._touched[sid] = entry
         return entry.session
 
     def begin(self, sid: str, limits: tuple[Limit, ...]) -> int:
@@ -288,14 +293,23 @@ class SessionCache:
             if not self.live:
                 try:
                     await self._connect()
-                except (OSError, TimeoutError) as exc:
-                    self._off(f"cannot connect: {exc}")
+                except _FAILURES as exc:
+                    self._off("cannot connect")
+                    cause = str(exc) or type(exc).__name__
+                    if cause != self._failure:  # once per cause: an outage or a refusal logs one line, not one a retry
+                        self._failure = cause
+                        log.warning(
+                            "session cache waiting for Redis (%s); requests read Redis (BFF_SESSION_CACHE)", cause
+                        )
                     await asyncio.sleep(RETRY_EVERY)
                     continue
+                self._failure = None
             await asyncio.sleep(FLUSH_EVERY)
+            if not self.live:  # lost while asleep
+                continue
             try:
                 await self._flush()
-            except (OSError, TimeoutError) as exc:
+            except _FAILURES as exc:
                 self._off(str(exc) or type(exc).__name__)
 
     async def _open(self) -> _Link:
@@ -329,11 +343,8 @@ class SessionCache:
         await invalidations.call(_pack(b"PING"))  # a silent connection is as bad as a lost one
         now_ms = int(self._clock() * 1000)
         commands, slid = [], []
-        touched, self._touched = self._touched, set()
-        for sid in touched:
-            entry = self._entries.get(sid)
-            if entry is None:
-                continue
+        touched, self._touched = self._touched, {}
+        for entry in touched.values():  # a PEXPIRE of a deleted key does nothing
             want = min(self._idle_ms, entry.deadline_ms - now_ms)
             if want > 0 and now_ms + want - entry.expires_ms > self._slack_ms:
                 commands.append(_pack(b"PEXPIRE", entry.key, want))
