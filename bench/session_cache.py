@@ -66,6 +66,8 @@ async def main(seconds: int, connections: int, rounds: int) -> None:
                               {"BENCH_UPSTREAM_ORIGIN": up_origin})  # fmt: skip
             upstream.start()
             stack.callback(upstream.stop)
+            assert redis.proc is not None
+            redis_pid = redis.proc.pid
             bffs = {}
             for mode in ("off", "on"):
                 port = free_port()
@@ -80,13 +82,15 @@ async def main(seconds: int, connections: int, rounds: int) -> None:
                 for mode, (bff, cookie) in bffs.items():
                     url = bff.url + "/graphql"
                     run_wrk(url, connections=connections, seconds=1, cookie=cookie)  # warm-up
-                    window = CpuWindow({"bff": bff.pid}).start()
+                    window = CpuWindow({"bff": bff.pid, "redis": redis_pid}).start()
                     result = run_wrk(url, connections=connections, seconds=seconds, cookie=cookie)
                     window.stop(result.seconds)
-                    cpu = (window.per_process or {}).get("bff", 0.0) * 1e6 / max(1, result.requests)
+                    used = window.per_process or {}
+                    cpu = {name: used.get(name, 0.0) * 1e6 / max(1, result.requests) for name in ("bff", "redis")}
                     print(
                         f"  cache {mode:<3} {result.rps:8,.0f} req/s  p50 {result.p50_ms:6.2f} ms"
-                        f"  p99 {result.p99_ms:6.2f} ms  BFF CPU {cpu:5.0f} us/request  errors {result.errors}"
+                        f"  p99 {result.p99_ms:6.2f} ms  CPU us/request: BFF {cpu['bff']:4.0f}"
+                        f" Redis {cpu['redis']:3.0f}  errors {result.errors}"
                         f"  other load {window.other_cores or 0:.2f} cores",
                         flush=True,
                     )
