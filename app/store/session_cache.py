@@ -169,7 +169,8 @@ class SessionCache:
         self._max = max_entries
         self._entries: collections.OrderedDict[str, _Entry] = collections.OrderedDict()
         self._counters: dict[str, _Counter] = {}
-        self._touched: dict[str, _Entry] = {}  # used since the last flush (kept if dropped meanwhile: still slid)
+        # Used since the last flush, and when last: slid even if the copy was dropped meanwhile.
+        self._touched: dict[str, tuple[_Entry, int]] = {}
         self._reading: dict[str, int] = {}  # sid → reads in flight
         self._dirty: set[str] = set()  # in flight when its invalidation came: not kept
         self._generation = 0  # bumped whenever everything is dropped: reads begun before are not kept
@@ -202,20 +203,19 @@ class SessionCache:
             return MISS
         counters = []
         for outcome, limit in enumerate(limits, start=OVER_SESSION):
-            counter = self._counters.get(limit.key) or self._count_later(limit)
-            # A total not read yet (a new window) counts as 0: like any total here it can only be behind,
-            # which the lease below bounds; it is read at the next flush.
-            base = max(counter.base, 0)
-            if base >= limit.amount:
+            counter = self._counters.get(limit.key)
+            if counter is None or counter.base < 0:
+                self._count_later(limit)  # a total not read yet (a new window): Redis counts until the flush
+                return MISS
+            if counter.base >= limit.amount:
                 return outcome  # the shared total is already over: refused everywhere
-            left = limit.amount - base
-            if counter.pending + 1 > left or counter.pending >= max(1, left // LEASE):
-                return MISS  # near the limit, or this process's share spent: Redis counts exactly
+            if counter.pending >= (limit.amount - counter.base) // LEASE:
+                return MISS  # this process's share of what is left is spent (or none is left): Redis counts
             counters.append(counter)
         for counter in counters:
             counter.pending += 1
         self._entries.move_to_end(sid)
-        self._touched[sid] = entry
+        self._touched[sid] = (entry, now_ms)
         return entry.session
 
     def begin(self, sid: str, limits: tuple[Limit, ...]) -> int:
@@ -249,11 +249,9 @@ class SessionCache:
         """This process changed the session: drop its copy now rather than when the message comes."""
         self._invalidate(sid)
 
-    def _count_later(self, limit: Limit) -> _Counter:
-        counter = self._counters.get(limit.key)
-        if counter is None:
-            counter = self._counters[limit.key] = _Counter(limit.window_ms, limit.ends_ms)
-        return counter
+    def _count_later(self, limit: Limit) -> None:
+        if limit.key not in self._counters:
+            self._counters[limit.key] = _Counter(limit.window_ms, limit.ends_ms)
 
     def _invalidate(self, sid: str) -> None:
         self._entries.pop(sid, None)
@@ -347,11 +345,11 @@ class SessionCache:
         now_ms = int(self._clock() * 1000)
         commands, slid = [], []
         touched, self._touched = self._touched, {}
-        for entry in touched.values():  # a PEXPIRE of a deleted key does nothing
-            want = min(self._idle_ms, entry.deadline_ms - now_ms)
-            if want > 0 and now_ms + want - entry.expires_ms > self._slack_ms:
-                commands.append(_pack(b"PEXPIRE", entry.key, want))
-                slid.append((entry, now_ms + want))
+        for entry, used_ms in touched.values():  # a PEXPIRE of a deleted key does nothing
+            until = min(used_ms + self._idle_ms, entry.deadline_ms)  # idle from the last use, not from now
+            if until > now_ms and until - entry.expires_ms > self._slack_ms:
+                commands.append(_pack(b"PEXPIRE", entry.key, until - now_ms))
+                slid.append((entry, until))
         counted = []
         crowded = len(self._counters) > 2 * self._max  # bounded too: totals of idle counters are re-read
         for key, counter in list(self._counters.items()):
