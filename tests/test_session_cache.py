@@ -172,6 +172,7 @@ def unique_email() -> str:
     return f"cache-{uuid.uuid4().hex[:12]}@example.com"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ending", ["logout", "everywhere", "webhook"])
 async def test_a_session_ended_on_one_process_is_refused_by_the_other_within_100_ms(
     pair: tuple[Shop, Process, Process], redis_client: aioredis.Redis, ending: str
@@ -206,6 +207,7 @@ async def test_a_session_ended_on_one_process_is_refused_by_the_other_within_100
         assert time.monotonic() - ended_at < 0.1
 
 
+@pytest.mark.slow
 async def test_a_refresh_on_one_process_is_used_by_the_other(
     pair: tuple[Shop, Process, Process], redis_client: aioredis.Redis
 ) -> None:
@@ -238,6 +240,7 @@ async def hammer(clients: list[httpx.AsyncClient], bffs: list[Process], total: i
     return sum(await asyncio.gather(*(stream(c, p.url) for c in clients for p in bffs)))
 
 
+@pytest.mark.slow
 async def test_the_session_limit_holds_across_processes(pair: tuple[Shop, Process, Process]) -> None:
     _, a, b = pair
     async with browser() as client:
@@ -246,6 +249,7 @@ async def test_the_session_limit_holds_across_processes(pair: tuple[Shop, Proces
     assert 90 <= answered <= 110  # BFF_RATE_LIMIT_GRAPHQL=100/day, within 10%
 
 
+@pytest.mark.slow
 async def test_the_customer_limit_holds_across_processes(pair: tuple[Shop, Process, Process]) -> None:
     _, a, b = pair
     email = unique_email()
@@ -257,6 +261,7 @@ async def test_the_customer_limit_holds_across_processes(pair: tuple[Shop, Proce
     assert 90 <= answered <= 110  # BFF_RATE_LIMIT_GRAPHQL_CUSTOMER=100/day, within 10%
 
 
+@pytest.mark.slow
 async def test_a_redis_outage_is_503_at_once_and_logs_no_one_out(launcher: Launcher) -> None:
     redis = launcher.redis()
     a, b = launcher.deployment(redis.url, BFF_SESSION_CACHE="on").bffs
