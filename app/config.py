@@ -213,6 +213,9 @@ class Settings(BaseSettings):
     # The start of every Redis key: deployments sharing one Redis (staging and production, `make dev`) with
     # different prefixes share nothing. The default is what keys were called before the setting existed.
     bff_redis_prefix: str = DEFAULT_PREFIX
+    # Decoded sessions kept in process, kept current by Redis's invalidations (store/session_cache.py).
+    # Off until it has run in production for a while; only on a plain redis:// REDIS_URL.
+    bff_session_cache: Literal["on", "off"] = "off"
 
     # Parsed once, by `_parse` below, into the typed values the app uses; read through the properties.
     _shop_origin: Origin = PrivateAttr()
@@ -330,6 +333,10 @@ class Settings(BaseSettings):
         if self.bff_session_absolute_lifetime < self.bff_session_idle_timeout:
             raise ValueError("BFF_SESSION_ABSOLUTE_LIFETIME must be at least BFF_SESSION_IDLE_TIMEOUT")
         self._metrics_address = _metrics_address(self.bff_metrics_listener)
+        if self.bff_session_cache == "on" and urlsplit(self.redis_url).scheme != "redis":
+            # Invalidations are per node: on Cluster a key's node may change (and a replica's copy lags),
+            # Sentinel fails over to a server that never tracked this process, and TLS/unix have no pipeline.
+            raise ValueError("BFF_SESSION_CACHE=on needs a plain redis:// REDIS_URL (standalone Redis)")
         return self
 
     @property

@@ -45,6 +45,7 @@ from app.store.logins import PendingLogins
 from app.store.logouts import LogoutContinuations
 from app.store.rate_limits import RateLimits
 from app.store.refresh_locks import RefreshLocks
+from app.store.session_cache import SessionCache
 from app.store.sessions import SessionStore
 from app.tokens import TokenRefresher
 from app.tracing import Tracing, tracing_from_env
@@ -61,10 +62,11 @@ def build_services(
     metrics: Metrics,
     *,
     storefront: StorefrontAPI | None = None,
+    session_cache: SessionCache | None = None,
     clock: Clock = time.time,
 ) -> Services:
     """Assemble the per-process services from already-open clients (`storefront`: None while the cart
-    endpoints are off)."""
+    endpoints are off; `session_cache`: None while BFF_SESSION_CACHE is off)."""
     cipher = TokenCipher(settings.token_keys)
     prefix = settings.bff_redis_prefix  # every store's keys: deployments sharing a Redis share nothing
     sessions = SessionStore(
@@ -75,6 +77,7 @@ def build_services(
         prefix=prefix,
         clock=clock,
         metrics=metrics,
+        cache=session_cache,
     )
     discovery = Discovery.from_settings(http, settings, clock=clock)
     oauth = ShopifyOAuth(
@@ -298,8 +301,25 @@ def create_app(
                         transport=tracing.http_transport() if tracing else None,
                     )
                 )
+            session_cache = None
+            if settings.bff_session_cache == "on" and redis.endpoint is not None:  # config.py refuses other URLs
+                session_cache = await stack.enter_async_context(
+                    SessionCache(
+                        redis.endpoint,
+                        prefix=settings.bff_redis_prefix,
+                        idle_timeout=settings.bff_session_idle_timeout,
+                        clock=clock,
+                    )
+                )
             app.state.services = build_services(
-                settings, redis, auth_http, graphql, metrics, storefront=storefront, clock=clock
+                settings,
+                redis,
+                auth_http,
+                graphql,
+                metrics,
+                storefront=storefront,
+                session_cache=session_cache,
+                clock=clock,
             )
             stack.push_async_callback(app.state.services.discovery.aclose)  # before auth_http closes
             _start_metrics_listener(settings, metrics, stack)

@@ -242,6 +242,11 @@ class RedisConnections:
         return self.client.register_script(source)
 
     @property
+    def endpoint(self) -> Endpoint | None:
+        """Where the pipelined connections go (plain redis:// only), for the session cache's own connections."""
+        return self._endpoint
+
+    @property
     def target(self) -> str:
         """REDIS_URL fit to print: no user, password or query."""
         return without_credentials(self.url)

@@ -48,6 +48,7 @@ from app.security import new_id
 from app.store import DEFAULT_PREFIX, records
 from app.store.connections import RedisConnections, guarded
 from app.store.rate_limits import RATE_LUA
+from app.store.session_cache import MISS, OVER_SESSION, Limit, SessionCache
 
 log = logging.getLogger("bff.sessions")
 
@@ -251,8 +252,10 @@ class SessionStore:
         prefix: str,
         clock: Callable[[], float] = time.time,
         metrics: Metrics | None = None,
+        cache: SessionCache | None = None,
     ) -> None:
-        """`prefix` starts every key (BFF_REDIS_PREFIX): another prefix on the same Redis sees none of these."""
+        """`prefix` starts every key (BFF_REDIS_PREFIX): another prefix on the same Redis sees none of these.
+        `cache` (BFF_SESSION_CACHE): `load` answers from it when it can prove its copy current."""
         self._redis = redis.client
         self._prefix = prefix
         self._cipher = cipher
@@ -273,6 +276,7 @@ class SessionStore:
         # Every login runs both: on the lean pipelined connection where it applies, like the session read.
         self._create: Any = redis.hot_script(_CREATE)
         self._add_to_index: Any = redis.hot_script(_ADD_TO_INDEX)
+        self._cache = cache
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -312,7 +316,7 @@ class SessionStore:
 
     async def load(self, sid: str, *, rates: SessionRates = NO_LIMITS) -> Session | None:
         """Read a session, slide its idle expiry and count it against the session's and the customer's
-        `rates`: one round trip.
+        `rates`: one round trip, or none when the session cache holds a current copy.
 
         Raises a 429 `rate_limited` when the session, or its customer across all their sessions, is over
         the limit.
@@ -326,9 +330,39 @@ class SessionStore:
         customer_key = _customer_rate_key(self._prefix, sid, per_customer.index)
         customer_limit = rates.customer.amount if customer_key is not None else 0
         rate_key = _rate_key(self._prefix, sid, window.index)
+        cache = self._cache
+        if cache is None or not cache.live:
+            read = await self._read_through(sid, now, rates, rate_key, customer_key, customer_limit)
+            return read[0] if read is not None else None
+        limits = []
+        if rates.session.amount > 0:
+            ends = (window.index + 1) * rates.session.window_ms
+            limits.append(Limit(rate_key, rates.session.amount, rates.session.window_ms, ends))
+        if customer_key is not None and customer_limit > 0:
+            ends = (per_customer.index + 1) * rates.customer.window_ms
+            limits.append(Limit(customer_key, customer_limit, rates.customer.window_ms, ends))
+        counted = tuple(limits)
+        hit = cache.lookup(sid, int(now * 1000), counted)
+        if not isinstance(hit, int):
+            return hit
+        if hit != MISS:
+            self._refuse(sid, now, rates, b"1" if hit == OVER_SESSION else b"2")
+        token = cache.begin(sid, counted)
+        read = None
+        try:
+            read = await self._read_through(sid, now, rates, rate_key, customer_key, customer_limit)
+        finally:
+            cache.end(sid, token, read)
+        return read[0] if read is not None else None
+
+    async def _read_through(
+        self, sid: str, now: float, rates: SessionRates, rate_key: str, customer_key: str | None, customer_limit: int
+    ) -> tuple[Session, str, int, int] | None:
+        """`load` from Redis: the session, its key, its absolute deadline and its TTL (ms), for the cache."""
+        key = session_key(sid, self._prefix)
         found = await guarded(
             self._read(
-                keys=[session_key(sid, self._prefix), rate_key, customer_key or rate_key],
+                keys=[key, rate_key, customer_key or rate_key],
                 args=[
                     int(now * 1000),
                     self._idle_ms,
@@ -344,14 +378,7 @@ class SessionStore:
             return None
         values = cast(list[bytes], found)
         if len(values) == 3:
-            if values[2] == b"1":
-                detail, left = "Too many requests for this session.", window.seconds_left
-                ends = (window.index + 1) * rates.session.period
-            else:
-                detail, left = "Too many requests for this customer, across their sessions.", per_customer.seconds_left
-                ends = (per_customer.index + 1) * rates.customer.period
-            self._remember_refusal(sid, now, ends, detail)
-            raise RateLimited(detail, headers={"Retry-After": str(left)})
+            self._refuse(sid, now, rates, values[2])
         raw = values[0]
         deadline, generation, blob = raw.split(b":", 2)
         plain = self._open(sid, blob)
@@ -361,7 +388,22 @@ class SessionStore:
             await self._rewrite(
                 sid, raw, b"%s:%s:%s" % (deadline, generation, self._cipher.encrypt(plain, sid.encode()))
             )
-        return Session(sid=sid, generation=int(generation), ttl_ms=int(values[1]), **records.decode(plain))
+        ttl = int(values[1])
+        session = Session(sid=sid, generation=int(generation), ttl_ms=ttl, **records.decode(plain))
+        return session, key, int(deadline), ttl
+
+    def _refuse(self, sid: str, now: float, rates: SessionRates, which: bytes) -> None:
+        """Raise the 429 for the session's limit (`which` b"1") or its customer's (b"2")."""
+        if which == b"1":
+            window = rates.session.window(now)
+            detail = "Too many requests for this session."
+            ends = (window.index + 1) * rates.session.period
+        else:
+            window = rates.customer.window(now)
+            detail = "Too many requests for this customer, across their sessions."
+            ends = (window.index + 1) * rates.customer.period
+        self._remember_refusal(sid, now, ends, detail)
+        raise RateLimited(detail, headers={"Retry-After": str(window.seconds_left)})
 
     def _remember_refusal(self, sid: str, now: float, ends: float, detail: str) -> None:
         if len(self._refused) >= REFUSALS_KEPT:  # bounded: expired entries go first, then all of them
@@ -390,6 +432,7 @@ class SessionStore:
 
     async def replace_if_current(self, session: Session) -> Session | None:
         """Store refreshed tokens unless the session moved on (or was deleted) meanwhile."""
+        self._forget(session.sid)
         new_generation = session.generation + 1
         ok = await guarded(
             self._replace(
@@ -401,9 +444,15 @@ class SessionStore:
 
     async def delete(self, sid: str, *, sub: str | None = None) -> None:
         # The session's rate-limit counters expire with their windows.
+        self._forget(sid)
         await guarded(self._redis.delete(session_key(sid, self._prefix)))
         if sub is not None:
             await guarded(self._redis.zrem(_customer_key(self._prefix, sub), sid))
+
+    def _forget(self, sid: str) -> None:
+        # This process's own change: its copy goes now, not when Redis's invalidation arrives.
+        if self._cache is not None:
+            self._cache.forget(sid)
 
     # --- the per-customer index -------------------------------------------------------------------
 
@@ -521,6 +570,7 @@ class SessionStore:
             if not members:
                 break
             for sid in members:
+                self._forget(sid)
                 ended += int(await guarded(self._redis.delete(session_key(sid, self._prefix))))
             await guarded(self._redis.zrem(key, *members))
         return ended
