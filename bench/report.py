@@ -11,7 +11,7 @@ from bench.redis_usage import CommandUsage, SessionMemory
 from bench.stampede import StampedeResult
 from bench.wrk import WrkResult
 
-TARGETS = ("upstream", "bare proxy", "BFF")
+TARGETS = ("upstream", "bare proxy", "BFF", "BFF, cache on")
 BUSY = 0.25  # cores of other load above which a run is flagged
 
 
@@ -33,6 +33,7 @@ class Results:
     seconds_per_run: int = 5
     runs: list[Run] = field(default_factory=list)
     commands: CommandUsage | None = None
+    commands_cached: CommandUsage | None = None  # the same, BFF_SESSION_CACHE=on
     memory: SessionMemory | None = None
     logins: LoginRate | None = None
     stampede: StampedeResult | None = None
@@ -65,7 +66,12 @@ def _throughput(res: Results) -> list[str]:
         "| target | conns | req/s | p50 ms | p90 ms | p99 ms | errors | CPU µs/req | other load |",
         "|---|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
-    involved = {"upstream": ("upstream",), "bare proxy": ("proxy", "upstream"), "BFF": ("bff", "upstream", "redis")}
+    involved = {
+        "upstream": ("upstream",),
+        "bare proxy": ("proxy", "upstream"),
+        "BFF": ("bff", "upstream", "redis"),
+        "BFF, cache on": ("bff-cache", "upstream", "redis"),
+    }
     for c in res.concurrencies():
         for target in TARGETS:
             r = res.run(target, c)
@@ -80,30 +86,33 @@ def _throughput(res: Results) -> list[str]:
             )
     lines += [
         "",
-        "| conns | BFF / bare proxy | BFF / upstream | added p50 vs proxy | added p99 vs proxy "
+        "| BFF | conns | BFF / bare proxy | BFF / upstream | added p50 vs proxy | added p99 vs proxy "
         "| added p50 vs upstream | BFF CPU per request vs proxy |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for c in res.concurrencies():
-        up, proxy, bff = (res.run(t, c) for t in TARGETS)
-        bff_cpu, proxy_cpu = bff.cpu_us_per_request.get("bff"), proxy.cpu_us_per_request.get("proxy")
-        cpu = f"{bff_cpu:.0f} vs {proxy_cpu:.0f} µs (+{bff_cpu - proxy_cpu:.0f})" if bff_cpu and proxy_cpu else "?"
-        lines.append(
-            f"| {c} | {bff.wrk.rps / proxy.wrk.rps:.0%} | {bff.wrk.rps / up.wrk.rps:.0%} "
-            f"| +{bff.wrk.p50_ms - proxy.wrk.p50_ms:.2f} ms | +{bff.wrk.p99_ms - proxy.wrk.p99_ms:.2f} ms "
-            f"| +{bff.wrk.p50_ms - up.wrk.p50_ms:.2f} ms | {cpu} |"
-        )
+    for target, process in (("BFF", "bff"), ("BFF, cache on", "bff-cache")):
+        for c in res.concurrencies():
+            up, proxy, bff = res.run("upstream", c), res.run("bare proxy", c), res.run(target, c)
+            bff_cpu, proxy_cpu = bff.cpu_us_per_request.get(process), proxy.cpu_us_per_request.get("proxy")
+            cpu = f"{bff_cpu:.0f} vs {proxy_cpu:.0f} µs (+{bff_cpu - proxy_cpu:.0f})" if bff_cpu and proxy_cpu else "?"
+            lines.append(
+                f"| {target} | {c} | {bff.wrk.rps / proxy.wrk.rps:.2f}x | {bff.wrk.rps / up.wrk.rps:.0%} "
+                f"| +{bff.wrk.p50_ms - proxy.wrk.p50_ms:.2f} ms | +{bff.wrk.p99_ms - proxy.wrk.p99_ms:.2f} ms "
+                f"| +{bff.wrk.p50_ms - up.wrk.p50_ms:.2f} ms | {cpu} |"
+            )
     return lines
 
 
 def _targets(res: Results) -> list[str]:
     lines = ["| target | figure | verdict |", "|---|---|---|"]
     if res.runs:
-        for conns, floor in ((32, 0.8), *((c, 0.75) for c in res.concurrencies() if c != 32)):
-            ratio = res.run("BFF", conns).wrk.rps / res.run("bare proxy", conns).wrk.rps
-            lines.append(
-                f"| BFF ≥ {floor:.2f}x the bare aiohttp proxy at c{conns} | {ratio:.2f}x | {_verdict(ratio >= floor)} |"
-            )
+        for target in ("BFF", "BFF, cache on"):
+            for conns, floor in ((32, 0.8), *((c, 0.75) for c in res.concurrencies() if c != 32)):
+                ratio = res.run(target, conns).wrk.rps / res.run("bare proxy", conns).wrk.rps
+                lines.append(
+                    f"| {target} ≥ {floor:.2f}x the bare aiohttp proxy at c{conns} | {ratio:.2f}x "
+                    f"| {_verdict(ratio >= floor)} |"
+                )
         bff = {c: res.run("BFF", c).wrk for c in res.concurrencies()}
         best, last = max(w.rps for w in bff.values()), bff[max(bff)]
         errors = sum(r.wrk.errors + r.warmup_errors for r in res.runs if r.target == "BFF")
@@ -118,6 +127,13 @@ def _targets(res: Results) -> list[str]:
         trips = res.commands.request_round_trips
         ok = abs(trips - 1) < 0.005 and res.commands.failed == 0
         lines.append(f"| exactly one Redis round trip per steady-state request | {trips:.3f} | {_verdict(ok)} |")
+    if res.commands_cached:
+        trips = res.commands_cached.request_round_trips
+        ok = trips < 0.05 and res.commands_cached.failed == 0
+        lines.append(
+            f"| with BFF_SESSION_CACHE=on: no round trip where the copy is current (flushes and heartbeats only) "
+            f"| {trips:.3f} | {_verdict(ok)} |"
+        )
     if res.memory:
         per = res.memory.bytes_per_session
         lines.append(f"| < 1.5 KB Redis memory per session | {per:,.0f} B | {_verdict(per < 1536)} |")

@@ -135,15 +135,27 @@ async def _proxy_benchmarks(results: Results, redis: RedisProcess, rounds: int, 
                        {"BENCH_PROXY_TARGET": up_origin + GRAPHQL_PATH})  # fmt: skip
         config = bench_bff.new_config(bff_port, up_origin, redis.url)
         bff = Server("bff", bff_port, uvicorn_args("app.main:create_app", bff_port), config.env())
-        _start_all(stack, upstream, proxy, bff)
+        # The same BFF with its process-local session cache on (BFF_SESSION_CACHE, off by default).
+        cached_port = free_port()
+        cached_env = {**config.env(), "BFF_SESSION_CACHE": "on"}
+        cached = Server("bff-cache", cached_port, uvicorn_args("app.main:create_app", cached_port), cached_env)
+        _start_all(stack, upstream, proxy, bff, cached)
         cookie = await new_session(config)
         # Every process of ours is watched in every run, so none of its CPU is mistaken for other load.
         assert redis.proc is not None
-        pids = {"bff": bff.pid, "proxy": proxy.pid, "upstream": upstream.pid, "redis": redis.proc.pid}
+        pids = {
+            "bff": bff.pid,
+            "bff-cache": cached.pid,
+            "proxy": proxy.pid,
+            "upstream": upstream.pid,
+            "redis": redis.proc.pid,
+        }
         targets = {
             "upstream": (upstream.url + GRAPHQL_PATH, None),
             "bare proxy": (proxy.url + "/graphql", None),
             "BFF": (bff.url + "/graphql", cookie),
+            # One session on one Redis: the cached BFF serves the same cookie (same secrets, same prefix).
+            "BFF, cache on": (cached.url + "/graphql", cookie),
         }
         for name, (url, auth) in targets.items():
             check(name, url, auth)
@@ -157,6 +169,7 @@ async def _proxy_benchmarks(results: Results, redis: RedisProcess, rounds: int, 
         results.bff_errors = _logged_errors(bff)
         print("redis: commands per request, memory per session ...", flush=True)
         results.commands = await command_usage(redis.url, bff.url + "/graphql", cookie)
+        results.commands_cached = await command_usage(redis.url, cached.url + "/graphql", cookie)
         # An empty database of its own: the memory measurement counts (and then flushes) every key in it.
         async with bench_bff.bff_services(config.settings(), redis.url.rsplit("/", 1)[0] + "/1") as (services, db):
             results.memory = await session_memory(services.sessions, db)

@@ -48,7 +48,7 @@ from tests.helpers import (
 pytestmark = pytest.mark.slow
 
 # Extra environment for both processes, one entry per mode the whole module runs in.
-CACHE_MODES: list[dict[str, str]] = [{}]
+CACHE_MODES: list[dict[str, str]] = [{}, {"BFF_SESSION_CACHE": "on"}]
 
 WEBHOOK_SECRET = "whsec-xproc-8Hq2Lm5Vt9Rz3Wk7Pn1Cj4Fd6"
 # Hour-long windows, since two processes can't share the injectable clock: a burst takes about a second, and
