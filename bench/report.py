@@ -97,8 +97,8 @@ def _throughput(res: Results) -> list[str]:
             cpu = f"{bff_cpu:.0f} vs {proxy_cpu:.0f} µs (+{bff_cpu - proxy_cpu:.0f})" if bff_cpu and proxy_cpu else "?"
             lines.append(
                 f"| {target} | {c} | {bff.wrk.rps / proxy.wrk.rps:.2f}x | {bff.wrk.rps / up.wrk.rps:.0%} "
-                f"| +{bff.wrk.p50_ms - proxy.wrk.p50_ms:.2f} ms | +{bff.wrk.p99_ms - proxy.wrk.p99_ms:.2f} ms "
-                f"| +{bff.wrk.p50_ms - up.wrk.p50_ms:.2f} ms | {cpu} |"
+                f"| {bff.wrk.p50_ms - proxy.wrk.p50_ms:+.2f} ms | {bff.wrk.p99_ms - proxy.wrk.p99_ms:+.2f} ms "
+                f"| {bff.wrk.p50_ms - up.wrk.p50_ms:+.2f} ms | {cpu} |"
             )
     return lines
 
@@ -265,7 +265,7 @@ def _header(res: Results) -> list[str]:
         "",
         f"`make bench` on {m['platform']}, Python {m['python']}, **{m['cpus']} CPU cores shared by everything**: "
         "wrk (one thread), the upstream, the proxy under test and Redis all run on them, so the figures compare "
-        f"the three targets with each other; they are not capacity figures. {m['versions']}. Load average at the "
+        f"the targets with each other; they are not capacity figures. {m['versions']}. Load average at the "
         f"start: {m['load']}. The run took {res.seconds:.0f} s.",
     ]
     busy = [r for r in res.runs if r.other_cores is not None and r.other_cores > BUSY]
@@ -294,8 +294,9 @@ def render(res: Results) -> str:
         f"the same concurrency, best of {res.rounds} round(s). *upstream*: the minimal raw-ASGI Customer Account API "
         "stand-in (`bench/upstream.py`, ~1 KB answer); *bare proxy*: raw ASGI + one shared `aiohttp.ClientSession`, "
         "no auth (`bench/bare_proxy.py`), the floor for any Python proxy here; *BFF*: `app.main:create_app` with a "
-        "real Redis session (signed cookie + `X-CSRF: 1`; the per-session rate limit raised, still counted). All "
-        "three: uvicorn, one worker, uvloop, httptools, no access log. *CPU µs/req*: user+system CPU of each "
+        "real Redis session (signed cookie + `X-CSRF: 1`; the per-session rate limit raised, still counted), "
+        "as deployed by default; *BFF, cache on*: the same with `BFF_SESSION_CACHE=on`, serving the same session. "
+        "All four: uvicorn, one worker, uvloop, httptools, no access log. *CPU µs/req*: user+system CPU of each "
         "process during the run divided by the requests. *other load*: cores busy with processes outside the "
         "benchmark.",
         "",
