@@ -99,9 +99,13 @@ async def test_readyz_round_trips_on_the_hot_path_connection(
         assert (await gql(client)).status_code == 200
 
 
-async def test_client_name_names_every_connection(shop: Shop, own_redis: RedisProcess, admin: aioredis.Redis) -> None:
+@pytest.mark.parametrize("cache", ["off", "on"])
+async def test_client_name_names_every_connection(
+    shop: Shop, own_redis: RedisProcess, admin: aioredis.Redis, cache: str
+) -> None:
     url = f"{base(own_redis)}?client_name=bff-test&socket_timeout=3&socket_connect_timeout=1"
-    async with running_bff(make_settings(shop.url, url)) as client:
+    # With the session cache on, its two connections (invalidations, tracking) are named too.
+    async with running_bff(make_settings(shop.url, url, bff_session_cache=cache)) as client:
         await login(client)
         assert (await gql(client)).status_code == 200
         me = await admin.client_id()

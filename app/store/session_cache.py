@@ -322,6 +322,8 @@ class SessionCache:
         setup = []
         if to.password is not None:
             setup.append(_pack(b"AUTH", *([to.username] if to.username else []), to.password))
+        if to.client_name:  # as every other connection of the BFF's (REDIS_URL's client_name)
+            setup.append(_pack(b"CLIENT", b"SETNAME", to.client_name))
         if to.db:
             setup.append(_pack(b"SELECT", to.db))
         await link.call(*setup, _pack(b"PING"))
