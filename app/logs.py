@@ -25,6 +25,8 @@ _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARN
 # The per-request line skips the stdlib logging machinery, which cost about three times as much per line
 # (bench/results.md) on a path that runs for every request. It writes to the same stream as the rest.
 _request_log: Any = structlog.get_logger("bff.request")
+# Whether the access line is logged at the configured level: below it, the line's fields are not even built.
+_access_log_on = True
 
 
 def use_colour(stream: TextIO) -> bool:
@@ -68,7 +70,8 @@ def configure_logging(level: str = "info", fmt: str = "json", stream: TextIO | N
             foreign_pre_chain=shared,
         )
     )
-    global _request_log
+    global _request_log, _access_log_on
+    _access_log_on = _LEVELS[level.lower()] <= logging.INFO
     _request_log = structlog.wrap_logger(
         structlog.PrintLogger(out),
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level.lower()]),
@@ -102,8 +105,13 @@ class RequestLog:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"").decode("latin-1")
-        request_id = incoming if _REQUEST_ID.match(incoming) else f"{self._prefix}{next(self._counter):x}"
+        incoming = ""
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                incoming = value.decode("latin-1")
+                break
+        request_id = incoming if incoming and _REQUEST_ID.match(incoming) else f"{self._prefix}{next(self._counter):x}"
+        echoed = (b"x-request-id", request_id.encode())
         started = time.perf_counter()
         status = 500
 
@@ -111,7 +119,7 @@ class RequestLog:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+                message["headers"] = [*message.get("headers", []), echoed]
             await send(message)
 
         # bind + reset by token rather than structlog's bound_contextvars, which copies the whole context
@@ -121,13 +129,14 @@ class RequestLog:
             await self.app(scope, receive, send_with_id)
         finally:
             try:
-                _request_log.info(
-                    "request",
-                    method=scope["method"],
-                    path=scope["path"],
-                    status=status,
-                    duration_ms=round((time.perf_counter() - started) * 1000, 2),
-                    client=scope["client"][0] if scope.get("client") else None,
-                )
+                if _access_log_on:
+                    _request_log.info(
+                        "request",
+                        method=scope["method"],
+                        path=scope["path"],
+                        status=status,
+                        duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                        client=scope["client"][0] if scope.get("client") else None,
+                    )
             finally:
                 structlog.contextvars.reset_contextvars(**tokens)

@@ -9,11 +9,17 @@
 
 So every response, a 404, a 500 from any route or a refused preflight included, carries the same
 headers and the `{"error", "detail"}` shape, on the raw hot path as on the FastAPI routes.
+
+A layer with nothing to do once the inner app returns (SecurityHeaders, CORS, Dispatcher) is a plain
+`def` that returns the inner app's coroutine for its caller to await: each coroutine frame in the chain
+is resumed again on every wakeup of the request (each upstream read, each write), so a layer that only
+wraps `send` costs a frame per wakeup for nothing (about 1-2 % of a proxied request each, in process).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -50,10 +56,9 @@ class SecurityHeaders:
             for no_store in (True, False)
         }
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
         path: str = scope["path"]
         lockdown = not (self.exempt and path.startswith(self.exempt))
         private = path.startswith(_PRIVATE_PATHS)
@@ -67,7 +72,7 @@ class SecurityHeaders:
                 message["headers"] = [*headers, *extra]
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        return self.app(scope, receive, send_with_headers)
 
 
 class ErrorBoundary:
@@ -115,8 +120,7 @@ class Dispatcher:
         self.app = app
         self.graphql = graphql
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         if scope["type"] == "http" and scope["path"] == "/graphql":
-            await self.graphql(scope, receive, send)
-        else:
-            await self.app(scope, receive, send)
+            return self.graphql(scope, receive, send)
+        return self.app(scope, receive, send)

@@ -79,6 +79,10 @@ class TokenRefresher:
         self._inflight: dict[str, asyncio.Future[Session]] = {}
         self._rescued: dict[tuple[str, str], tuple[Session, float]] = {}
 
+    def due(self, session: Session) -> bool:
+        """Whether `fresh` would refresh `session` now: the hot path awaits `fresh` only then."""
+        return refresh_due(session, buffer=self._buffer, now=self._clock())
+
     async def fresh(self, session: Session) -> Session:
         """The session with a usable access token, refreshing first if it is due.
 

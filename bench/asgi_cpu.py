@@ -162,7 +162,9 @@ def _start_worker(name: str, kind: str, env: dict[str, str], cookie: str | None,
     return Worker(name, proc)
 
 
-async def main(*, batches: int, requests: int, concurrencies: list[int], against: str | None) -> int:
+async def main(
+    *, batches: int, requests: int, concurrencies: list[int], against: str | None, cache: bool = False
+) -> int:
     from bench import bff as bench_bff
     from bench.cpu_per_request import _export
     from bench.run import new_session
@@ -181,12 +183,14 @@ async def main(*, batches: int, requests: int, concurrencies: list[int], against
         upstream.start()
         config = bench_bff.new_config(free_port(), origin, redis.url)
         cookie = await new_session(config)
+        # BFF_SESSION_CACHE=on for both BFFs: the path without a Redis round trip in the steady state.
+        extra = {"BFF_SESSION_CACHE": "on"} if cache else {}
         workers = [
             _start_worker("bare proxy", "proxy", {"BENCH_PROXY_TARGET": origin + GRAPHQL_PATH}, None, ROOT),
-            _start_worker("BFF", "bff", config.env(), cookie, ROOT),
+            _start_worker("BFF", "bff", {**config.env(), **extra}, cookie, ROOT),
         ]
         if against is not None:
-            env = replace(config, port=free_port()).env()
+            env = {**replace(config, port=free_port()).env(), **extra}
             workers.append(_start_worker(f"BFF@{against}", "bff", env, cookie, _export(against)))
         for w in workers:
             stack.callback(w.proc.kill)
@@ -219,6 +223,7 @@ def cli() -> int:
     parser.add_argument("--requests", type=int, default=2000, help="requests per batch (default 2000)")
     parser.add_argument("-c", "--connections", type=int, action="append", help="in flight; repeat (default 1, 32)")
     parser.add_argument("--against", metavar="REF", help="also measure the BFF as committed at this git ref")
+    parser.add_argument("--cache", action="store_true", help="run the BFF(s) with BFF_SESSION_CACHE=on")
     args = parser.parse_args()
     return asyncio.run(
         main(
@@ -226,6 +231,7 @@ def cli() -> int:
             requests=args.requests,
             concurrencies=args.connections or [1, 32],
             against=args.against,
+            cache=args.cache,
         )
     )
 

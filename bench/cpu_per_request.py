@@ -89,7 +89,13 @@ def _profile(bff: Server, url: str, cookie: str, seconds: int) -> str:
 
 
 async def main(
-    *, rounds: int, seconds: float, concurrencies: list[int], profile_seconds: int, against: str | None
+    *,
+    rounds: int,
+    seconds: float,
+    concurrencies: list[int],
+    profile_seconds: int,
+    against: str | None,
+    cache: bool = False,
 ) -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     redis = start_redis()
@@ -98,19 +104,25 @@ async def main(
         up_port, proxy_port, bff_port = free_port(), free_port(), free_port()
         up_origin = f"http://127.0.0.1:{up_port}"
         config = bench_bff.new_config(bff_port, up_origin, redis.url)
+        # BFF_SESSION_CACHE=on for both BFFs: the path without a Redis round trip in the steady state.
+        extra = {"BFF_SESSION_CACHE": "on"} if cache else {}
         servers = [
             Server("upstream", up_port, uvicorn_args("bench.upstream:create_app", up_port),
                    {"BENCH_UPSTREAM_ORIGIN": up_origin}),
             Server("bare-proxy", proxy_port, uvicorn_args("bench.bare_proxy:create_app", proxy_port),
                    {"BENCH_PROXY_TARGET": up_origin + GRAPHQL_PATH}),
-            Server("bff", bff_port, uvicorn_args("app.main:create_app", bff_port), config.env()),
+            Server("bff", bff_port, uvicorn_args("app.main:create_app", bff_port), {**config.env(), **extra}),
         ]  # fmt: skip
         if against is not None:
             # The same secret and Redis: one session cookie is valid on both BFFs.
             old = replace(config, port=free_port())
             servers.append(
                 Server(
-                    "bff-baseline", old.port, uvicorn_args("app.main:create_app", old.port), old.env(), _export(against)
+                    "bff-baseline",
+                    old.port,
+                    uvicorn_args("app.main:create_app", old.port),
+                    {**old.env(), **extra},
+                    _export(against),
                 )
             )
         for server in servers:
@@ -162,6 +174,7 @@ def cli() -> int:
     parser.add_argument("-c", "--connections", type=int, action="append", help="concurrency; repeat (default 1, 32)")
     parser.add_argument("--profile", type=int, default=5, metavar="SECONDS", help="py-spy seconds; 0 skips (default 5)")
     parser.add_argument("--against", metavar="REF", help="also measure the BFF as committed at this git ref")
+    parser.add_argument("--cache", action="store_true", help="run the BFF(s) with BFF_SESSION_CACHE=on")
     args = parser.parse_args()
     return asyncio.run(
         main(
@@ -170,6 +183,7 @@ def cli() -> int:
             concurrencies=args.connections or [1, 32],
             profile_seconds=args.profile,
             against=args.against,
+            cache=args.cache,
         )
     )
 

@@ -100,8 +100,10 @@ async def _proxy(deps: Services, settings: _Settings, scope: Scope, receive: Rec
     if deps.graphql_policy.active:
         # After the session check, so only logged-in customers can make the BFF parse a document.
         deps.graphql_policy.check(query)
-    session = await deps.refresher.fresh(session)
-    url = (await deps.discovery.endpoints()).graphql_url
+    # Plain checks first: the steady state creates no coroutine for a refresh or a discovery not due.
+    if deps.refresher.due(session):
+        session = await deps.refresher.fresh(session)
+    url = (deps.discovery.current() or await deps.discovery.endpoints()).graphql_url
     language = headers.get(b"accept-language")
 
     reply = await deps.graphql.post(url, body, token=session.access_token, accept_language=language)

@@ -155,6 +155,15 @@ class Discovery:
             clock=clock,
         )
 
+    def current(self) -> ShopEndpoints | None:
+        """The endpoints while the copy held is within its TTL; else None, and the caller awaits `endpoints()`
+        (which fetches, or starts a background refetch). The hot path's check without a coroutine."""
+        cached = self._endpoints
+        if cached is None or self._ttl == 0:
+            return None
+        age = self._clock() - self._fetched_at
+        return cached if 0 <= age < self._ttl else None
+
     async def endpoints(self) -> ShopEndpoints:
         cached = self._endpoints
         if cached is None or self._ttl == 0:

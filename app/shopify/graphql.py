@@ -18,7 +18,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 
 import aiohttp
@@ -89,19 +89,16 @@ class CustomerAccountAPI:
         if self._session is not None:
             await self._session.close()
 
-    async def post(self, url: str, body: bytes, *, token: str, accept_language: str | None) -> GraphQLReply:
+    def post(self, url: str, body: bytes, *, token: str, accept_language: str | None) -> Awaitable[GraphQLReply]:
         """A browser's GraphQL request, passed through (counted in `bff_graphql_requests_total`)."""
-        started = time.perf_counter()
-        reply = await self._send(url, body, token=token, accept_language=accept_language)
-        self._latency.observe(time.perf_counter() - started)
-        counter = self._proxied.get(reply.status)
-        if counter is None:  # one child per status code seen: a few dozen at most
-            counter = self._proxied[reply.status] = self._metrics.proxied.labels(str(reply.status))
-        counter.inc()
-        return reply
+        # `_send`'s coroutine itself, not one that awaits it: a frame fewer resumed on each wakeup.
+        return self._send(url, body, token=token, accept_language=accept_language, counted=True)
 
-    async def _send(self, url: str, body: bytes, *, token: str, accept_language: str | None) -> GraphQLReply:
+    async def _send(
+        self, url: str, body: bytes, *, token: str, accept_language: str | None, counted: bool = False
+    ) -> GraphQLReply:
         assert self._session is not None, "use CustomerAccountAPI inside `async with`"
+        started = time.perf_counter()
         headers = {**self._headers, "Authorization": token}
         if accept_language:
             headers["Accept-Language"] = accept_language
@@ -115,10 +112,17 @@ class CustomerAccountAPI:
             raise UpstreamTimeout("The Customer Account API timed out.") from exc
         except aiohttp.ClientError as exc:
             raise UpstreamUnavailable("The Customer Account API is unreachable.") from exc
+        status = upstream.status
+        if counted:
+            self._latency.observe(time.perf_counter() - started)
+            counter = self._proxied.get(status)
+            if counter is None:  # one child per status code seen: a few dozen at most
+                counter = self._proxied[status] = self._metrics.proxied.labels(str(status))
+            counter.inc()
         got = upstream.headers
         passed = [(ours, got[theirs].encode("latin-1")) for theirs, ours in _PASSED.items() if theirs in got]
         passed.append((b"content-type", got.get("content-type", "application/json").encode("latin-1")))
-        return GraphQLReply(upstream.status, payload, passed)
+        return GraphQLReply(status, payload, passed)
 
     async def customer_id(self, url: str, *, token: str) -> str | None:
         """The signed-in customer's `gid://shopify/Customer/<n>` (login keeps it: webhooks name customers by

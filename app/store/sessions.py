@@ -325,23 +325,25 @@ class SessionStore:
         refused = self._refused.get(sid)
         if refused is not None and now < refused[0]:
             raise RateLimited(refused[1], headers={"Retry-After": str(max(1, math.ceil(refused[0] - now)))})
-        window = rates.session.window(now)
-        per_customer = rates.customer.window(now)
-        customer_key = _customer_rate_key(self._prefix, sid, per_customer.index)
-        customer_limit = rates.customer.amount if customer_key is not None else 0
-        rate_key = _rate_key(self._prefix, sid, window.index)
+        # The windows' numbers straight from the clock (`Rate.window` builds a Window for its seconds_left,
+        # which only a refusal needs): this runs on every request, cached or not.
+        per_session, per_customer = rates.session, rates.customer
+        index = int(now // per_session.period)
+        customer_index = int(now // per_customer.period)
+        customer_key = _customer_rate_key(self._prefix, sid, customer_index)
+        customer_limit = per_customer.amount if customer_key is not None else 0
+        rate_key = _rate_key(self._prefix, sid, index)
         cache = self._cache
         if cache is None or not cache.live:
             read = await self._read_through(sid, now, rates, rate_key, customer_key, customer_limit)
             return read[0] if read is not None else None
-        limits = []
-        if rates.session.amount > 0:
-            ends = (window.index + 1) * rates.session.window_ms
-            limits.append(Limit(rate_key, rates.session.amount, rates.session.window_ms, ends))
+        counted: tuple[Limit, ...] = ()
+        if per_session.amount > 0:
+            span = per_session.period * 1000
+            counted = (Limit(rate_key, per_session.amount, span, (index + 1) * span),)
         if customer_key is not None and customer_limit > 0:
-            ends = (per_customer.index + 1) * rates.customer.window_ms
-            limits.append(Limit(customer_key, customer_limit, rates.customer.window_ms, ends))
-        counted = tuple(limits)
+            span = per_customer.period * 1000
+            counted += (Limit(customer_key, customer_limit, span, (customer_index + 1) * span),)
         hit = cache.lookup(sid, int(now * 1000), counted)
         if not isinstance(hit, int):
             return hit
