@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     who.add_argument(
         "--customer-id", help="the customer's Shopify id: gid://shopify/Customer/<n>, or <n> as the admin shows it"
     )
+    end.add_argument("--shop", help="with BFF_SHOPS_FILE: the shop's id in the file (required there)")
     allow = commands.add_parser("allowlist", help="print an allowlist (JSON) for BFF_GRAPHQL_ALLOWLIST")
     allow.add_argument("files", nargs="+", type=Path, help="the front end's .graphql files")
     args = parser.parse_args(argv)
@@ -49,7 +50,13 @@ def main(argv: list[str] | None = None) -> int:
             if customer_id is None:
                 print("error: --customer-id must be gid://shopify/Customer/<n> or <n>", file=sys.stderr)  # noqa: T201
                 return 2
-        ended = asyncio.run(_end_sessions(args.sub, customer_id))
+        from app.config import ConfigError
+
+        try:
+            ended = asyncio.run(_end_sessions(args.sub, customer_id, args.shop))
+        except ConfigError as exc:
+            print(exc, file=sys.stderr)  # noqa: T201
+            return 2
         print(f"ended {ended} session(s) of {customer_id or args.sub}")  # noqa: T201
         return 0
     if args.command == "allowlist":
@@ -76,11 +83,12 @@ def _number_from_env(name: str, default: str, parser: argparse.ArgumentParser) -
 
 
 def _serve(host: str, port: int, workers: int) -> int:
-    from app.config import ConfigError, load_settings
+    from app.config import ConfigError
+    from app.shops import deployment_settings, load_configuration
 
     try:
         # uvicorn's own limits come from the settings; each worker loads them again in create_app.
-        settings = load_settings()
+        settings = deployment_settings(load_configuration())
     except ConfigError as exc:
         print(exc, file=sys.stderr)  # noqa: T201 - the operator reads the variable's name, not a traceback
         return 2  # like any other usage error
@@ -147,13 +155,29 @@ def _exit_cleanly(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
 
-async def _end_sessions(sub: str | None, customer_id: str | None) -> int:
-    from app.config import load_settings
+async def _end_sessions(sub: str | None, customer_id: str | None, shop: str | None) -> int:
+    from app.config import ConfigError
     from app.crypto import TokenCipher
+    from app.shops import Shops, load_configuration
     from app.store.connections import RedisConnections
     from app.store.sessions import SessionStore
 
-    settings = load_settings()
+    configuration = load_configuration()
+    if isinstance(configuration, Shops):
+        if shop is None:
+            raise ConfigError(
+                f"error: BFF_SHOPS_FILE lists shops; name one with --shop ({', '.join(configuration.ids)})"
+            )
+        try:
+            settings = configuration.by_id(shop)
+        except KeyError:
+            raise ConfigError(
+                f"error: no shop {shop!r} in {configuration.source} ({', '.join(configuration.ids)})"
+            ) from None
+    elif shop is not None:
+        raise ConfigError("error: --shop needs BFF_SHOPS_FILE (this deployment serves one shop)")
+    else:
+        settings = configuration
     redis = RedisConnections(settings.redis_url, max_connections=4)
     try:
         store = SessionStore(
@@ -161,7 +185,7 @@ async def _end_sessions(sub: str | None, customer_id: str | None) -> int:
             TokenCipher(settings.token_keys),
             idle_timeout=settings.bff_session_idle_timeout,
             absolute_lifetime=settings.bff_session_absolute_lifetime,
-            prefix=settings.bff_redis_prefix,  # this deployment's sessions only
+            prefix=settings.bff_redis_prefix,  # this deployment's (and shop's) sessions only
         )
         if customer_id is not None:
             return await store.end_customer(customer_id) or 0

@@ -227,6 +227,8 @@ class Settings(BaseSettings):
     _login_rate: Rate = PrivateAttr()
     _graphql_rates: SessionRates = PrivateAttr()
     _metrics_address: tuple[str, int] | None = PrivateAttr()
+    # Set by shops.py for each shop of a BFF_SHOPS_FILE, with the shop's own keys and Redis prefix.
+    _shop_id: str | None = PrivateAttr(default=None)
 
     @field_validator("bff_allowed_origins", "bff_trusted_proxies", "bff_discovery_extra_hosts", mode="before")
     @classmethod
@@ -338,6 +340,16 @@ class Settings(BaseSettings):
             # Sentinel fails over to a server that never tracked this process, and TLS/unix have no pipeline.
             raise ValueError("BFF_SESSION_CACHE=on needs a plain redis:// REDIS_URL (standalone Redis)")
         return self
+
+    @property
+    def shop_id(self) -> str | None:
+        """The shop's id in BFF_SHOPS_FILE; None for a single-shop deployment (shops.py)."""
+        return self._shop_id
+
+    @property
+    def public_path(self) -> str:
+        """BFF_PUBLIC_URL's path prefix without the trailing slash ("" at the root): where cookies are scoped."""
+        return urlsplit(self.bff_public_url).path.rstrip("/")
 
     @property
     def webhook_secrets(self) -> tuple[bytes, ...]:

@@ -2,8 +2,9 @@
 
 `bff_session` names the server-side session; `bff_login` binds a pending login to the browser that
 started it. Each is written by `_header`, with every flag spelled out: HttpOnly (no page script reads
-them), SameSite=Lax (the callback arrives as a top-level navigation from Shopify), Path=/, no Domain,
-and on https Secure with the `__Host-` prefix.
+them), SameSite=Lax (the callback arrives as a top-level navigation from Shopify), Path=/ (or a shop's
+path prefix under BFF_SHOPS_FILE), no Domain, and on https Secure with the `__Host-` prefix (`__Secure-`
+under a path prefix, which `__Host-` forbids).
 
 Signing keys rotate: cookies are signed with the first of BFF_SESSION_SECRET's keys, and a cookie signed
 with any listed key is accepted (and flagged for re-signing).
@@ -49,15 +50,28 @@ def is_valid_id(value: str | None) -> bool:
 class CookieJar:
     """Signs, writes and reads the session and login-binding cookies."""
 
-    def __init__(self, *, signing_keys: tuple[bytes, ...], secure: bool, session_max_age: int) -> None:
-        # One salt per purpose: a login-binding cookie can never pass as a session cookie.
+    def __init__(
+        self,
+        *,
+        signing_keys: tuple[bytes, ...],
+        secure: bool,
+        session_max_age: int,
+        shop_id: str | None = None,
+        path: str = "/",
+    ) -> None:
+        """`shop_id` (multi-shop) salts the signatures per shop, besides its own keys; `path` scopes the cookies
+        to a shop served under a path prefix, so two shops on one host keep apart cookies."""
+        # One salt per purpose (and shop): a login-binding cookie can never pass as a session cookie.
         # itsdangerous signs with the LAST key of a list and verifies with all of them.
-        self._session = Signer(signing_keys[0], salt="bff.session")
+        scope = f".{shop_id}" if shop_id else ""
+        self._session = Signer(signing_keys[0], salt=f"bff.session{scope}")
         older = list(reversed(signing_keys))
-        self._session_any = Signer(older, salt="bff.session") if len(signing_keys) > 1 else None
-        self._login = Signer(older, salt="bff.login")
+        self._session_any = Signer(older, salt=f"bff.session{scope}") if len(signing_keys) > 1 else None
+        self._login = Signer(older, salt=f"bff.login{scope}")
         self._secure = secure
-        prefix = "__Host-" if secure else ""
+        self._path = path
+        # __Host- requires Path=/; a cookie under a path prefix can still insist on Secure with __Secure-.
+        prefix = ("__Host-" if path == "/" else "__Secure-") if secure else ""
         self.names = CookieNames(session=f"{prefix}bff_session", login=f"{prefix}bff_login")
         self._session_max_age = session_max_age
         # The signing keys are fixed for the jar's lifetime, so a verdict once reached stays true.
@@ -65,7 +79,7 @@ class CookieJar:
 
     def _header(self, name: str, value: str, max_age: int) -> SetCookie:
         # Secure only over https: browsers drop Secure cookies on http (local development).
-        flags = f"{name}={value}; Max-Age={max_age}; Path=/; HttpOnly; SameSite=lax"
+        flags = f"{name}={value}; Max-Age={max_age}; Path={self._path}; HttpOnly; SameSite=lax"
         if max_age == 0:
             flags += "; Expires=Thu, 01 Jan 1970 00:00:00 GMT"
         if self._secure:

@@ -27,6 +27,13 @@ def derive_key(secret: str) -> bytes:
     return hkdf.derive(secret.encode())
 
 
+def shop_key(key: bytes, purpose: str, shop_id: str) -> bytes:
+    """One shop's own key for `purpose` ("cookies", "tokens"), from a deployment key (HKDF-SHA256): shops
+    share no key, and a deployment key's rotation rotates every shop's (shops.py)."""
+    info = f"shop-{purpose}-v1:{shop_id}".encode()
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=b"customer-account-bff", info=info).derive(key)
+
+
 class TokenCipher:
     """Encrypts session records for Redis; `decrypt` returns None for anything it cannot open."""
 

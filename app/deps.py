@@ -17,6 +17,7 @@ from app.graphql_policy import GraphQLPolicy
 from app.metrics import Metrics
 from app.rates import NO_LIMITS, SessionRates
 from app.security import client_ip
+from app.shop_routing import SHOP
 from app.shopify.credentials import Credentials
 from app.shopify.discovery import Discovery
 from app.shopify.graphql import CustomerAccountAPI
@@ -96,8 +97,14 @@ def require(found: CookieSession) -> Session:
 
 
 def services(request: Request) -> Services:
-    found: Services = request.app.state.services
+    """The request's shop's services (the one shop's, without BFF_SHOPS_FILE); routing.ShopRouter names it."""
+    found: Services = request.app.state.shops[request.scope.get(SHOP, "")]
     return found
+
+
+async def _deployment(request: Request) -> tuple[Services, ...]:
+    shops: dict[str, Services] = request.app.state.shops
+    return tuple(shops.values())
 
 
 # Async, though none awaits anything: FastAPI runs a plain `def` dependency in a worker thread, a thread
@@ -183,6 +190,8 @@ async def _current_session(request: Request) -> Session:
     return require(await _slid_session(request))
 
 
+# Every shop's services (one without BFF_SHOPS_FILE): for the deployment's own endpoints (health, metrics).
+Deployment = Annotated[tuple[Services, ...], Depends(_deployment)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 Cookies = Annotated[CookieJar, Depends(_cookies)]
 Sessions = Annotated[SessionStore, Depends(_sessions)]

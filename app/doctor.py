@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import logging
 from collections.abc import Callable
@@ -10,7 +9,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from app.config import ConfigError, Settings, load_settings
+from app.config import ConfigError, Settings
 from app.crypto import TokenCipher
 from app.errors import BFFError, InvalidClient, InvalidGrant
 from app.failures import Cause, cause_of, target_of
@@ -18,6 +17,7 @@ from app.shopify.credentials import Credentials
 from app.shopify.discovery import Discovery
 from app.shopify.http import auth_http_client, get_json
 from app.shopify.oauth import ShopifyOAuth
+from app.shops import Shops, load_configuration
 from app.store.connections import RedisConnections
 from app.store.sessions import SessionStore
 
@@ -179,24 +179,33 @@ def _domain_notes(settings: Settings) -> list[str]:
 
 
 async def run_doctor(say: Printer = print) -> int:
-    """Print one line per check; return the process exit code."""
+    """Print one line per check (for every shop of a BFF_SHOPS_FILE); return the process exit code."""
     # Everything doctor finds it says itself, once; the services' own warning lines would repeat it.
     logging.getLogger("bff").setLevel(logging.CRITICAL)
     try:
-        settings = load_settings()
+        configuration = load_configuration()
     except ConfigError as exc:
         say(f"FAIL  {exc}")
         return 1
-    say("ok    settings load" + (" (development mode)" if settings.bff_dev_mode else ""))
-    for line in _domain_notes(settings):
-        say(line)
-    redis_ok, shop_ok = await asyncio.gather(_check_redis(settings, say), _check_shop(settings, say))
-    say("")
-    say("Register these in the Shopify admin (Customer Account API → Application setup):")
-    say(f"  Callback URI:      {settings.redirect_uri}")
-    say(f"  Logout URI:        {settings.bff_post_logout_redirect_url}")
-    say("  JavaScript origin: none needed: a confidential client's browser never calls Shopify directly")
-    say(f"  Client type:       Confidential, client ID {settings.shopify_client_id}")
-    if settings.bff_allowed_origins:
-        say(f"Storefront origins this BFF answers (CORS, return_to): {', '.join(settings.bff_allowed_origins)}")
-    return 0 if redis_ok and shop_ok else 1
+    every_shop = configuration.settings if isinstance(configuration, Shops) else (configuration,)
+    deployment = every_shop[0]
+    loaded = f" ({len(every_shop)} shops from {configuration.source})" if isinstance(configuration, Shops) else ""
+    say("ok    settings load" + loaded + (" (development mode)" if deployment.bff_dev_mode else ""))
+    redis_ok = await _check_redis(deployment, say)
+    ok = redis_ok
+    for settings in every_shop:
+        if settings.shop_id is not None:
+            say("")
+            say(f'Shop "{settings.shop_id}" ({settings.public_url}):')
+        for line in _domain_notes(settings):
+            say(line)
+        ok = await _check_shop(settings, say) and ok
+        say("")
+        say("Register these in the Shopify admin (Customer Account API → Application setup):")
+        say(f"  Callback URI:      {settings.redirect_uri}")
+        say(f"  Logout URI:        {settings.bff_post_logout_redirect_url}")
+        say("  JavaScript origin: none needed: a confidential client's browser never calls Shopify directly")
+        say(f"  Client type:       Confidential, client ID {settings.shopify_client_id}")
+        if settings.bff_allowed_origins:
+            say(f"Storefront origins this BFF answers (CORS, return_to): {', '.join(settings.bff_allowed_origins)}")
+    return 0 if ok else 1

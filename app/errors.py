@@ -11,7 +11,7 @@ shape, `{"error": code, "detail": text}`, for the FastAPI routes and the raw `/g
      │        ClientDisconnected
      ├── 401  NotAuthenticated, SessionExpired (also InvalidGrant: Shopify ended the session), InvalidSignature
      ├── 403  CsrfFailed, OriginNotAllowed, OperationNotAllowed
-     ├── 404  NotFound, WebhooksDisabled, SessionNotFound, CartDisabled, CartNotFound
+     ├── 404  NotFound, UnknownShop, WebhooksDisabled, SessionNotFound, CartDisabled, CartNotFound
      ├── 405  MethodNotAllowed   408  BodyTimeout   413  BodyTooLarge   415  UnsupportedMediaType
      ├── 422  CartRejected       429  RateLimited
      ├── 500  InternalError
@@ -216,6 +216,12 @@ class NotFound(BFFError):
     """No such endpoint."""
 
     status, code = 404, "not_found"
+
+
+class UnknownShop(BFFError):
+    """The request's host (and path) is no configured shop's public URL (BFF_SHOPS_FILE)."""
+
+    status, code = 404, "unknown_shop"
 
 
 class WebhooksDisabled(BFFError):

@@ -16,30 +16,41 @@ from fastapi.exceptions import RequestValidationError
 from prometheus_client import start_http_server
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Send
 
 from app.carts import Carts
-from app.config import Settings, load_settings
+from app.config import Settings
 from app.cookies import CookieJar
 from app.cors import CORS
 from app.crypto import TokenCipher
 from app.deps import Services
-from app.errors import BFFError, InternalError, InvalidRequest, MethodNotAllowed, NotFound, error_response
+from app.errors import (
+    BFFError,
+    InternalError,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    UnknownShop,
+    error_response,
+    send_error,
+)
 from app.failures import cause_of
 from app.graphql_policy import GraphQLPolicy, load_allowlist
 from app.logs import RequestLog, configure_logging
 from app.metrics import Metrics
-from app.openapi import DOCS_PATH, install_docs
+from app.openapi import DOCS_PATH, OPENAPI_PATH, install_docs
 from app.pipeline import Dispatcher, ErrorBoundary, SecurityHeaders
 from app.routes import auth, cart, health, webhooks
 from app.routes import sessions as customer_sessions
 from app.routes.graphql import GraphQLEndpoint
+from app.shop_routing import SHOP, ShopRouter, unknown_shop_app
 from app.shopify.credentials import Credentials
 from app.shopify.discovery import Discovery
 from app.shopify.graphql import CustomerAccountAPI
 from app.shopify.http import auth_http_client
 from app.shopify.oauth import ShopifyOAuth
 from app.shopify.storefront import StorefrontAPI
+from app.shops import Shops, deployment_settings, load_configuration
 from app.store.connections import RedisConnections
 from app.store.logins import PendingLogins
 from app.store.logouts import LogoutContinuations
@@ -49,6 +60,7 @@ from app.store.session_cache import SessionCache
 from app.store.sessions import SessionStore
 from app.tokens import TokenRefresher
 from app.tracing import Tracing, tracing_from_env
+from app.urls import Origin
 
 log = logging.getLogger("bff")
 Clock = Callable[[], float]
@@ -199,37 +211,37 @@ async def _cancel(task: asyncio.Task[None]) -> None:
     await asyncio.wait([task])
 
 
-def _install_error_handlers(app: FastAPI, metrics: Callable[[], Metrics | None]) -> None:
-    """FastAPI's own failures, rendered by the one renderer (errors.render)."""
+def _install_error_handlers(app: FastAPI, metrics: Callable[[Request], Metrics | None]) -> None:
+    """FastAPI's own failures, rendered by the one renderer (errors.render), counted for the request's shop."""
 
-    def respond(error: BFFError) -> Response:
-        found = metrics()
+    def respond(request: Request, error: BFFError) -> Response:
+        found = metrics(request)
         if found is not None:
             found.count_rejection(error.code)
         return error_response(error)
 
-    async def bff_error(_: Request, exc: Exception) -> Response:
+    async def bff_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, BFFError)
-        return respond(exc)
+        return respond(request, exc)
 
-    async def http_error(_: Request, exc: Exception) -> Response:
+    async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         if exc.status_code == 405:
-            return respond(MethodNotAllowed(headers=dict(exc.headers or {})))
+            return respond(request, MethodNotAllowed(headers=dict(exc.headers or {})))
         if exc.status_code == 404:
-            return respond(NotFound())
+            return respond(request, NotFound())
         if exc.status_code >= 500:
-            return respond(InternalError())
-        return respond(InvalidRequest(str(exc.detail)))
+            return respond(request, InternalError())
+        return respond(request, InvalidRequest(str(exc.detail)))
 
-    async def validation_error(_: Request, exc: Exception) -> Response:
+    async def validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
         fields = ", ".join(".".join(str(p) for p in e["loc"]) for e in exc.errors())
-        return respond(InvalidRequest(f"Invalid or missing parameters: {fields}"))
+        return respond(request, InvalidRequest(f"Invalid or missing parameters: {fields}"))
 
-    async def unexpected(_: Request, exc: Exception) -> Response:
+    async def unexpected(request: Request, exc: Exception) -> Response:
         # Starlette re-raises after this answer; pipeline.ErrorBoundary logs it, once.
-        return respond(InternalError())
+        return respond(request, InternalError())
 
     app.add_exception_handler(BFFError, bff_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
@@ -237,97 +249,125 @@ def _install_error_handlers(app: FastAPI, metrics: Callable[[], Metrics | None])
     app.add_exception_handler(Exception, unexpected)
 
 
+async def _open_shop(
+    settings: Settings,
+    stack: AsyncExitStack,
+    *,
+    redis: RedisConnections,
+    http: httpx.AsyncClient | None,
+    metrics: Metrics,
+    tracing: Tracing | None,
+    clock: Clock,
+) -> Services:
+    """One shop's services, with its own clients (so one shop's slow Shopify never holds another's connections),
+    over the deployment's Redis."""
+    auth_http = http
+    if auth_http is None:
+        auth_http = await stack.enter_async_context(
+            auth_http_client(
+                user_agent=settings.bff_user_agent,
+                connect_timeout=settings.bff_upstream_connect_timeout,
+                read_timeout=settings.bff_upstream_read_timeout,
+                total_timeout=settings.bff_upstream_total_timeout,
+                transport=tracing.http_transport() if tracing else None,
+            )
+        )
+    graphql = await stack.enter_async_context(
+        CustomerAccountAPI(
+            user_agent=settings.bff_user_agent,
+            connect_timeout=settings.bff_upstream_connect_timeout,
+            read_timeout=settings.bff_upstream_read_timeout,
+            total_timeout=settings.bff_upstream_total_timeout,
+            metrics=metrics,
+            trace_configs=[tracing.aiohttp_trace_config()] if tracing else (),
+        )
+    )
+    storefront = None
+    if settings.shopify_storefront_token is not None:
+        storefront = await stack.enter_async_context(
+            StorefrontAPI(
+                url=f"{settings.shop_origin}/api/{settings.storefront_api_version}/graphql.json",
+                private_token=settings.shopify_storefront_token.get_secret_value(),
+                user_agent=settings.bff_user_agent,
+                connect_timeout=settings.bff_upstream_connect_timeout,
+                read_timeout=settings.bff_upstream_read_timeout,
+                total_timeout=settings.bff_upstream_total_timeout,
+                metrics=metrics,
+                transport=tracing.http_transport() if tracing else None,
+            )
+        )
+    session_cache = None
+    if settings.bff_session_cache == "on" and redis.endpoint is not None:  # config.py refuses other URLs
+        session_cache = await stack.enter_async_context(
+            SessionCache(
+                redis.endpoint,
+                prefix=settings.bff_redis_prefix,
+                idle_timeout=settings.bff_session_idle_timeout,
+                clock=clock,
+            )
+        )
+    services = build_services(
+        settings,
+        redis,
+        auth_http,
+        graphql,
+        metrics,
+        storefront=storefront,
+        session_cache=session_cache,
+        clock=clock,
+    )
+    stack.push_async_callback(services.discovery.aclose)  # before auth_http closes
+    # In the background, as a discovery fetch may take its whole deadline; cancelled first of all at shutdown.
+    check = asyncio.create_task(_warn_if_shop_unreachable(settings, auth_http))
+    stack.push_async_callback(_cancel, check)
+    return services
+
+
 def create_app(
-    settings: Settings | None = None,
+    settings: Settings | Shops | None = None,
     *,
     http: httpx.AsyncClient | None = None,
     clock: Clock = time.time,
     tracing: Tracing | None = None,
 ) -> ASGIApp:
-    """Build the BFF. An `http` client passed in (for the shop's auth endpoints) is used as is and not
+    """Build the BFF for one shop (`Settings`) or several (`Shops`, from BFF_SHOPS_FILE); by default what the
+    environment describes. An `http` client passed in (for the shops' auth endpoints) is used as is and not
     closed; `clock` is the time the tokens and sessions are judged by (tests move it); `tracing`, when
     not given, is what the `OTEL_*` variables ask for (tracing.py), usually nothing. The app shuts it down."""
-    settings = settings or load_settings()
-    configure_logging(settings.bff_log_level, settings.bff_log_format)
+    configuration = settings or load_configuration()
+    multi = isinstance(configuration, Shops)
+    every_shop = configuration.settings if isinstance(configuration, Shops) else (configuration,)
+    deployment = deployment_settings(configuration)
+    configure_logging(deployment.bff_log_level, deployment.bff_log_format)
     tracing = tracing or tracing_from_env(os.environ)
-    if settings.bff_dev_mode:
+    if deployment.bff_dev_mode:
         log.warning(
             "BFF_DEV_MODE is on: http URLs and weak secrets are accepted and /docs is served. "
             "Never run this in production."
         )
+    keys = [shop.shop_id or "" for shop in every_shop]  # "" for the single shop
+    unknown_shops: list[Metrics] = []
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            metrics = Metrics()
+            metrics = Metrics.for_shops(keys) if multi else {"": Metrics()}
+            unknown_shops[:] = [metrics[keys[0]]]
             if tracing is not None:
                 stack.push_async_callback(tracing.shutdown)  # last: the spans of closing the clients go out
             redis = RedisConnections(
-                settings.redis_url, max_connections=settings.bff_redis_max_connections, tracing=tracing
+                deployment.redis_url, max_connections=deployment.bff_redis_max_connections, tracing=tracing
             )
             stack.push_async_callback(redis.aclose)
-            auth_http = http
-            if auth_http is None:
-                auth_http = await stack.enter_async_context(
-                    auth_http_client(
-                        user_agent=settings.bff_user_agent,
-                        connect_timeout=settings.bff_upstream_connect_timeout,
-                        read_timeout=settings.bff_upstream_read_timeout,
-                        total_timeout=settings.bff_upstream_total_timeout,
-                        transport=tracing.http_transport() if tracing else None,
-                    )
+            shops: dict[str, Services] = {}
+            for key, shop in zip(keys, every_shop, strict=True):
+                shops[key] = await _open_shop(
+                    shop, stack, redis=redis, http=http, metrics=metrics[key], tracing=tracing, clock=clock
                 )
-            graphql = await stack.enter_async_context(
-                CustomerAccountAPI(
-                    user_agent=settings.bff_user_agent,
-                    connect_timeout=settings.bff_upstream_connect_timeout,
-                    read_timeout=settings.bff_upstream_read_timeout,
-                    total_timeout=settings.bff_upstream_total_timeout,
-                    metrics=metrics,
-                    trace_configs=[tracing.aiohttp_trace_config()] if tracing else (),
-                )
-            )
-            storefront = None
-            if settings.shopify_storefront_token is not None:
-                storefront = await stack.enter_async_context(
-                    StorefrontAPI(
-                        url=f"{settings.shop_origin}/api/{settings.storefront_api_version}/graphql.json",
-                        private_token=settings.shopify_storefront_token.get_secret_value(),
-                        user_agent=settings.bff_user_agent,
-                        connect_timeout=settings.bff_upstream_connect_timeout,
-                        read_timeout=settings.bff_upstream_read_timeout,
-                        total_timeout=settings.bff_upstream_total_timeout,
-                        metrics=metrics,
-                        transport=tracing.http_transport() if tracing else None,
-                    )
-                )
-            session_cache = None
-            if settings.bff_session_cache == "on" and redis.endpoint is not None:  # config.py refuses other URLs
-                session_cache = await stack.enter_async_context(
-                    SessionCache(
-                        redis.endpoint,
-                        prefix=settings.bff_redis_prefix,
-                        idle_timeout=settings.bff_session_idle_timeout,
-                        clock=clock,
-                    )
-                )
-            app.state.services = build_services(
-                settings,
-                redis,
-                auth_http,
-                graphql,
-                metrics,
-                storefront=storefront,
-                session_cache=session_cache,
-                clock=clock,
-            )
-            stack.push_async_callback(app.state.services.discovery.aclose)  # before auth_http closes
-            _start_metrics_listener(settings, metrics, stack)
-            # The service starts (and /readyz tells) whether or not they answer. Redis is asked here, bounded
-            # by its own timeouts; the shop in the background, as a discovery fetch may take its whole deadline.
+            app.state.shops = shops
+            _start_metrics_listener(deployment, metrics[keys[0]], stack)  # one registry for every shop
+            # The service starts (and /readyz tells) whether or not Redis answers, bounded by its own timeouts.
             await _warn_if_redis_unreachable(redis)
-            check = asyncio.create_task(_warn_if_shop_unreachable(settings, auth_http))
-            stack.push_async_callback(_cancel, check)  # first of all, before what it uses closes
             yield
 
     app = FastAPI(
@@ -341,33 +381,54 @@ def create_app(
         openapi_url=None,
     )
 
-    def services() -> Services:
-        found: Services = app.state.services
-        return found
+    def metrics_of(request: Request) -> Metrics | None:
+        running: dict[str, Services] | None = getattr(app.state, "shops", None)  # None before the lifespan starts
+        found = running.get(request.scope.get(SHOP, "")) if running is not None else None
+        return found.metrics if found is not None else None
 
-    def metrics() -> Metrics | None:
-        running: Services | None = getattr(app.state, "services", None)  # None before the lifespan starts
-        return running.metrics if running is not None else None
-
-    _install_error_handlers(app, metrics)
+    _install_error_handlers(app, metrics_of)
     app.include_router(auth.router)
     app.include_router(customer_sessions.router)
     app.include_router(webhooks.router)
     app.include_router(health.router)
     app.include_router(cart.router)
     exempt: tuple[str, ...] = ()
-    if settings.bff_dev_mode:
+    if deployment.bff_dev_mode:
         install_docs(app)
         exempt = (DOCS_PATH,)  # the page sends its own CSP: same-origin scripts, nothing external
-    cors_origins = frozenset(settings.trusted_origins - {settings.public_origin})
-    stack: ASGIApp = Dispatcher(app, GraphQLEndpoint(services))
-    stack = ErrorBoundary(stack)
-    stack = CORS(stack, origins=cors_origins)
-    stack = SecurityHeaders(stack, exempt_paths=exempt)
+
+    def edge(inner: ASGIApp, origins: frozenset[Origin]) -> ASGIApp:
+        """The layers every response passes, composed once per stack (pipeline.py has the order and why)."""
+        return SecurityHeaders(CORS(ErrorBoundary(inner), origins=origins), exempt_paths=exempt)
+
+    def shop_stack(shop: Settings, key: str) -> ASGIApp:
+        endpoint = GraphQLEndpoint(lambda: app.state.shops[key])  # the services exist once the lifespan runs
+        return edge(Dispatcher(app, endpoint), frozenset(shop.trusted_origins - {shop.public_origin}))
+
+    stack: ASGIApp
+    if isinstance(configuration, Shops):
+
+        def count_unknown() -> None:
+            if unknown_shops:
+                unknown_shops[0].unknown_shop.inc()
+
+        stack = ShopRouter(
+            configuration.routes,
+            {key: shop_stack(shop, key) for key, shop in zip(keys, every_shop, strict=True)},
+            deployment=edge(app, frozenset()),
+            unknown=edge(unknown_shop_app(count_unknown, _answer_unknown_shop), frozenset()),
+            deployment_prefixes=(DOCS_PATH, OPENAPI_PATH) if deployment.bff_dev_mode else (),
+        )
+    else:
+        stack = shop_stack(deployment, "")
     stack = RequestLog(stack)
     _tune_gc()  # the heap is built: keep the collector off it (see _tune_gc)
     # Outermost, so the span covers every layer and every path; absent when off, so off costs nothing.
     return tracing.layer(stack) if tracing is not None else stack
+
+
+async def _answer_unknown_shop(send: Send) -> None:
+    await send_error(send, UnknownShop("No shop is served at this address."))
 
 
 # Net new container objects before a young collection (CPython's default is 700); a request in flight

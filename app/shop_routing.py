@@ -1,0 +1,90 @@
+"""Which shop a request is for (BFF_SHOPS_FILE): its Host header and path against each shop's public URL.
+
+The configured public URLs are the allowlist: a request whose host (and path prefix) names none of them is a
+`404 unknown_shop`, and nothing from the Host header is used beyond choosing among them. The health and metrics
+paths belong to the deployment, not to a shop, so orchestrators' probes (which send the pod's address as Host)
+reach them on any host.
+
+A shop under a path prefix (`https://bff.example.com/acme`) sees its requests with the prefix moved from `path`
+to `root_path`, so the routes and the pipeline's path rules are the same for every shop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from app.shops import ShopRoute
+
+# The scope key naming the request's shop; deps.services reads it.
+SHOP = "bff.shop"
+DEPLOYMENT_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+class ShopRouter:
+    """Hands each request to its shop's stack, deployment paths (and the lifespan) to the deployment's, and
+    anything else to `unknown`, the deployment's answer for a host that is no shop's."""
+
+    def __init__(
+        self,
+        routes: Sequence[ShopRoute],
+        shops: Mapping[str, ASGIApp],
+        *,
+        deployment: ASGIApp,
+        unknown: ASGIApp,
+        deployment_paths: frozenset[str] = DEPLOYMENT_PATHS,
+        deployment_prefixes: tuple[str, ...] = (),
+    ) -> None:
+        """`deployment_prefixes`: more paths of the deployment, by prefix (dev mode's /docs)."""
+        self._by_host: dict[bytes, list[tuple[str, str, ASGIApp]]] = {}
+        for route in routes:
+            self._by_host.setdefault(route.host.encode(), []).append(
+                (route.prefix, route.shop_id, shops[route.shop_id])
+            )
+        for candidates in self._by_host.values():
+            candidates.sort(key=lambda c: len(c[0]), reverse=True)  # the longest prefix wins
+        self._deployment = deployment
+        self._unknown = unknown
+        self._deployment_paths = deployment_paths
+        self._deployment_prefixes = deployment_prefixes
+
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        if scope["type"] != "http":
+            return self._deployment(scope, receive, send)
+        path: str = scope["path"]
+        if path in self._deployment_paths or (self._deployment_prefixes and path.startswith(self._deployment_prefixes)):
+            return self._deployment(scope, receive, send)
+        host = _host(scope)
+        for prefix, shop_id, app in self._by_host.get(host, ()):
+            if not prefix:
+                return app({**scope, SHOP: shop_id}, receive, send)
+            if path == prefix or path.startswith(prefix + "/"):
+                inner = {**scope, SHOP: shop_id, "path": path[len(prefix) :] or "/"}
+                inner["root_path"] = scope.get("root_path", "") + prefix
+                raw = scope.get("raw_path")
+                if raw is not None:
+                    inner["raw_path"] = raw[len(prefix) :] or b"/"
+                return app(inner, receive, send)
+        return self._unknown(scope, receive, send)
+
+
+def _host(scope: Scope) -> bytes:
+    for name, value in scope["headers"]:
+        if name == b"host":
+            host: bytes = value.lower()
+            # A default port spelled out names the same origin as none at all.
+            if host.endswith(b":443") or host.endswith(b":80"):
+                host = host.rsplit(b":", 1)[0]
+            return host
+    return b""
+
+
+def unknown_shop_app(count: Callable[[], None], answer: Callable[[Send], Awaitable[None]]) -> ASGIApp:
+    """The deployment's ASGI answer to a request for no configured shop: counted, then `answer`ed."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        count()
+        await answer(send)
+
+    return app
