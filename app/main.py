@@ -410,7 +410,7 @@ def create_app(
 
         def count_unknown() -> None:
             if unknown_shops:
-                unknown_shops[0].unknown_shop.inc()
+                unknown_shops[0].unknown_shop_requests.inc()
 
         stack = ShopRouter(
             configuration.routes,
