@@ -216,6 +216,8 @@ class Settings(BaseSettings):
     # Decoded sessions kept in process, kept current by Redis's invalidations (store/session_cache.py).
     # Off until it has run in production for a while; only on a plain redis:// REDIS_URL.
     bff_session_cache: Literal["on", "off"] = "off"
+    # A TOML file listing several shops (shops.py); unset: the SHOPIFY_* variables above describe the one shop.
+    bff_shops_file: str | None = None
 
     # Parsed once, by `_parse` below, into the typed values the app uses; read through the properties.
     _shop_origin: Origin = PrivateAttr()

@@ -50,7 +50,7 @@ from app.shopify.graphql import CustomerAccountAPI
 from app.shopify.http import auth_http_client
 from app.shopify.oauth import ShopifyOAuth
 from app.shopify.storefront import StorefrontAPI
-from app.shops import Shops, deployment_settings, load_configuration
+from app.shops import Shops, deployment_settings, load_configuration, setting_name
 from app.store.connections import RedisConnections
 from app.store.logins import PendingLogins
 from app.store.logouts import LogoutContinuations
@@ -198,11 +198,14 @@ async def _warn_if_shop_unreachable(settings: Settings, http: httpx.AsyncClient)
     try:
         await http.head(f"{settings.shop_origin}/")
     except httpx.HTTPError as exc:
+        # With several shops one shop's outage is reported by /readyz, never counted against it (health.py).
+        readiness = "answers 503" if settings.shop_id is None else "reports this shop as failing"
         log.warning(
-            "startup: the shop at %s (SHOPIFY_SHOP_DOMAIN) is unreachable: %s; serving anyway, /readyz answers 503 "
-            "until its discovery answers",
+            "startup: the shop at %s (%s) is unreachable: %s; serving anyway, /readyz %s until its discovery answers",
             settings.shop_origin,
+            setting_name(settings, "SHOPIFY_SHOP_DOMAIN"),
             cause_of(exc),
+            readiness,
         )
 
 

@@ -5,6 +5,9 @@ The configured public URLs are the allowlist: a request whose host (and path pre
 paths belong to the deployment, not to a shop, so orchestrators' probes (which send the pod's address as Host)
 reach them on any host.
 
+Every log line of a shop's request names it (`"shop": "<id>"`), so a line that names a setting, such as
+SHOPIFY_SHOP_DOMAIN, points at that shop's key in the file (`shop_domain`; shops.SHOP_KEYS maps them).
+
 A shop under a path prefix (`https://bff.example.com/acme`) sees its requests with the prefix moved from `path`
 to `root_path`, so the routes and the pipeline's path rules are the same for every shop.
 """
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
+import structlog
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.shops import ShopRoute
@@ -58,15 +62,24 @@ class ShopRouter:
         host = _host(scope)
         for prefix, shop_id, app in self._by_host.get(host, ()):
             if not prefix:
-                return app({**scope, SHOP: shop_id}, receive, send)
+                return _as_shop(shop_id, app, {**scope, SHOP: shop_id}, receive, send)
             if path == prefix or path.startswith(prefix + "/"):
                 inner = {**scope, SHOP: shop_id, "path": path[len(prefix) :] or "/"}
                 inner["root_path"] = scope.get("root_path", "") + prefix
                 raw = scope.get("raw_path")
                 if raw is not None:
                     inner["raw_path"] = raw[len(prefix) :] or b"/"
-                return app(inner, receive, send)
+                return _as_shop(shop_id, app, inner, receive, send)
         return self._unknown(scope, receive, send)
+
+
+async def _as_shop(shop_id: str, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+    """Run `app` with every log line of the request naming the shop (logs.py binds the request id the same way)."""
+    tokens = structlog.contextvars.bind_contextvars(shop=shop_id)
+    try:
+        await app(scope, receive, send)
+    finally:
+        structlog.contextvars.reset_contextvars(**tokens)
 
 
 def _host(scope: Scope) -> bytes:

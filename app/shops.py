@@ -254,6 +254,14 @@ def load_configuration() -> Settings | Shops:
     return load_shops(path)
 
 
+def setting_name(settings: Settings, variable: str) -> str:
+    """How to name a setting to the operator: the variable, or for a shop of a shops file its key there."""
+    key = _VARIABLES.get(variable)
+    if settings.shop_id is None or key is None:
+        return variable
+    return f'{key} of shop "{settings.shop_id}" in BFF_SHOPS_FILE'
+
+
 def deployment_settings(configuration: Settings | Shops) -> Settings:
     """The settings every shop shares (Redis, timeouts, logging, limits of the server): any shop's hold them."""
     return configuration.settings[0] if isinstance(configuration, Shops) else configuration
