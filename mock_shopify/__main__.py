@@ -134,7 +134,7 @@ LOG_CONFIG: dict[str, Any] = {
 def parse_shops_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The options of `--shops FILE`: the file, and what all its shops share."""
     parser = argparse.ArgumentParser(
-        prog="python -m mock_shopify --shops FILE",
+        prog="python -m mock_shopify",
         description="Serve every shop FILE lists, each on its own port, from one process. FILE holds one "
         "[shops.<name>] table per shop; its keys are the single-shop options in snake_case (port, shop_id, "
         "client_id, client_secret, extra_credentials, redirect_uris, logout_uris, ...), plus name (the shop's name).",

@@ -40,6 +40,16 @@ def _string(value: Any) -> str | None:
     return None if isinstance(value, str) else "must be a string"
 
 
+def _text(value: Any) -> str | None:
+    return None if isinstance(value, str) and value else "must be a non-empty string"
+
+
+def _origin(value: Any) -> str | None:
+    # Empty: http://HOST:PORT. Otherwise what the BFF takes as the shop domain, so an origin with no path.
+    ok = isinstance(value, str) and (not value or re.fullmatch(r"https?://[^/?#\s]+/?", value))
+    return None if ok else "must be an origin such as http://127.0.0.1:9000 (or empty)"
+
+
 def _digits(value: Any) -> str | None:
     if isinstance(value, str) and re.fullmatch(r"\d+", value):
         return None
@@ -69,23 +79,23 @@ def _credentials(value: Any) -> str | None:
 # Each key with its check and its default (None: required); the defaults are the single-shop CLI's.
 KEYS: dict[str, tuple[Check, Any]] = {
     "port": (_port, None),
-    "name": (_string, DEFAULT_SHOP_NAME),
+    "name": (_text, DEFAULT_SHOP_NAME),
     "shop_id": (_digits, "1234567890"),
-    "client_id": (_string, DEFAULT_CLIENT_ID),
-    "client_secret": (_string, DEFAULT_CLIENT_SECRET),
+    "client_id": (_text, DEFAULT_CLIENT_ID),
+    "client_secret": (_text, DEFAULT_CLIENT_SECRET),
     "extra_credentials": (_credentials, []),
     "redirect_uris": (_urls, [DEFAULT_REDIRECT_URI]),
     "logout_uris": (_urls, [DEFAULT_LOGOUT_URI]),
-    "api_version": (_string, "2026-10"),
+    "api_version": (_text, "2026-10"),
     "access_token_ttl": (_seconds, 3600),
     "code_ttl": (_seconds, 60),
     "id_token_ttl": (_seconds, 3600),
     "webhook_url": (_string, ""),
     "webhook_secret": (_string, ""),
-    "storefront_private_token": (_string, DEFAULT_STOREFRONT_PRIVATE_TOKEN),
-    "storefront_public_token": (_string, DEFAULT_STOREFRONT_PUBLIC_TOKEN),
+    "storefront_private_token": (_text, DEFAULT_STOREFRONT_PRIVATE_TOKEN),
+    "storefront_public_token": (_text, DEFAULT_STOREFRONT_PUBLIC_TOKEN),
     "issuer": (_string, ""),
-    "base_url": (_string, ""),
+    "base_url": (_origin, ""),
 }
 
 

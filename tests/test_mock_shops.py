@@ -180,6 +180,7 @@ redirect_uris = "http://localhost:8000/auth/callback"
 [shops.c]
 port = 9001
 extra_credentials = ["no-colon"]
+base_url = "http://127.0.0.1:9001/shop"
 """
 
 
@@ -193,6 +194,7 @@ def test_cli_with_a_bad_file_prints_a_line_per_problem_and_exits_2(tmp_path: Pat
         f'{path}: shops.b.shop_id: must be a string of digits, e.g. "1234567890"',
         f"{path}: shops.b.redirect_uris: must be a non-empty list of URL strings",
         f'{path}: shops.c.extra_credentials: must be a list of "ID:SECRET" strings',
+        f"{path}: shops.c.base_url: must be an origin such as http://127.0.0.1:9000 (or empty)",
     ]
 
 
