@@ -14,10 +14,14 @@ logger = logging.getLogger("mock_shopify.access")
 
 
 class AccessLog:
-    """Pure ASGI middleware; run uvicorn with `access_log=False` beside it."""
+    """Pure ASGI middleware; run uvicorn with `access_log=False` beside it.
 
-    def __init__(self, app: ASGIApp) -> None:
+    `shop` starts each line with the shop's name, for a stand-in serving several shops (shops.py).
+    """
+
+    def __init__(self, app: ASGIApp, *, shop: str = "") -> None:
         self.app = app
+        self.prefix = f"{shop} " if shop else ""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -35,4 +39,4 @@ class AccessLog:
         try:
             await self.app(scope, receive, send_and_note)
         finally:
-            logger.info("%s %s %d", scope["method"], scope["path"], status)
+            logger.info("%s%s %s %d", self.prefix, scope["method"], scope["path"], status)

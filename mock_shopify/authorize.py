@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from mock_shopify.config import DEFAULT_SHOP_NAME
 from mock_shopify.forms import FormError, read_form
 from mock_shopify.pages import error_page, login_page
 from mock_shopify.state import Store
@@ -142,6 +143,8 @@ class AuthorizeEndpoints:
             region_country=req.get("region_country"),
             provider=_provider(req.get("acr_values")),
             status=400 if error else 200,
+            # Only a shop given its own name says it, so the single-shop page reads as it always has.
+            shop_name=None if self.store.config.shop_name == DEFAULT_SHOP_NAME else self.store.config.shop_name,
         )
 
     async def authorize(self, request: Request) -> Response:

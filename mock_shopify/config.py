@@ -13,6 +13,7 @@ DEFAULT_LOGOUT_URI = "http://localhost:3000/"
 # The Storefront API's two kinds of token: the private one for servers (the BFF), the public one for browsers.
 DEFAULT_STOREFRONT_PRIVATE_TOKEN = "dev-storefront-private-token-not-for-production"
 DEFAULT_STOREFRONT_PUBLIC_TOKEN = "dev-storefront-public-token"
+DEFAULT_SHOP_NAME = "Mock Shop"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,6 +41,8 @@ class MockConfig:
     webhook_secret: str = field(default="", repr=False)
     storefront_private_token: str = field(default=DEFAULT_STOREFRONT_PRIVATE_TOKEN, repr=False)
     storefront_public_token: str = DEFAULT_STOREFRONT_PUBLIC_TOKEN
+    # What both APIs' `shop { name }` answer: tells apart the shops of one multi-shop stand-in (shops.py).
+    shop_name: str = DEFAULT_SHOP_NAME
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"\d+", self.shop_id):
@@ -50,6 +53,8 @@ class MockConfig:
             raise ValueError("at least one (client_id, client_secret) pair is required")
         if not self.storefront_private_token or not self.storefront_public_token:
             raise ValueError("both Storefront API tokens (private and public) must be non-empty")
+        if not self.shop_name:
+            raise ValueError("shop_name must be non-empty")
         if not self.redirect_uris or not self.logout_uris:
             raise ValueError("at least one redirect URI and one logout URI are required")
         # Frozen: normalise through object.__setattr__ so callers may pass lists.

@@ -26,6 +26,7 @@ class Context:
 
     customer: Customer
     shop_id: str
+    shop_name: str
 
 
 Resolver = Callable[..., Any]
@@ -118,7 +119,7 @@ RESOLVERS: dict[str, dict[str, Resolver]] = {
     "QueryRoot": {
         "customer": lambda _, info: _ctx(info).customer,
         "order": lambda _, info, id: next((o for o in _ctx(info).customer.orders if o.id == id), None),
-        "shop": lambda _, info: {"id": f"gid://shopify/Shop/{_ctx(info).shop_id}", "name": "Mock Shop"},
+        "shop": lambda _, info: {"id": f"gid://shopify/Shop/{_ctx(info).shop_id}", "name": _ctx(info).shop_name},
     },
     "Customer": {
         "displayName": lambda c, _: " ".join(p for p in (c.first_name, c.last_name) if p) or c.email,

@@ -186,7 +186,9 @@ class GraphQLEndpoint:
         result = execute_sync(
             self.schema,
             document,
-            context_value=Context(customer=store.customer(token.email), shop_id=store.config.shop_id),
+            context_value=Context(
+                customer=store.customer(token.email), shop_id=store.config.shop_id, shop_name=store.config.shop_name
+            ),
             variable_values=variables,
             operation_name=operation_name,
             field_resolver=default_resolver,

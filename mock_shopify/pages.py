@@ -42,6 +42,7 @@ def login_page(
     region_country: str | None = None,
     provider: str | None = None,
     status: int = 200,
+    shop_name: str | None = None,
 ) -> HTMLResponse:
     """The email sign-in form; every authorize parameter rides along in a hidden field."""
     hidden = "".join(
@@ -51,8 +52,9 @@ def login_page(
     region = f" · region {escape(region_country)}" if region_country else ""
     # The real page hands over to the provider; the stand-in says which one was asked for and signs in by email.
     via = f' · provider <span id="provider">{escape(provider)}</span>' if provider else ""
+    shop = f' · <span id="shop-name">{escape(shop_name)}</span>' if shop_name else ""
     body = (
-        "<h1>Sign in</h1><p>Mock Shopify — enter any email to continue.</p>"
+        f"<h1>Sign in</h1><p>Mock Shopify{shop} — enter any email to continue.</p>"
         f'<form method="post" action="{escape(action)}">{hidden}'
         '<label for="email">Email</label>'
         f'<input type="email" id="email" name="email" value="{escape(email)}" autocomplete="email" autofocus>'

@@ -327,7 +327,7 @@ def _shop(_: Any, info: Info) -> dict[str, Any]:
     url = storefront.primary_domain
     return {
         "id": f"gid://shopify/Shop/{storefront.store.config.shop_id}",
-        "name": "Mock Shop",
+        "name": storefront.store.config.shop_name,
         "primaryDomain": {"host": url.split("://", 1)[1], "sslEnabled": url.startswith("https://"), "url": url},
     }
 
