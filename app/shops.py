@@ -142,7 +142,15 @@ def _resolve(shop_id: str, key: str, value: object, problems: list[str]) -> obje
     return value
 
 
+_VARIABLE_NAME = re.compile(r"\b(?:BFF|SHOPIFY|REDIS)_[A-Z_]+")
+
+
 def _shop_problem(shop_id: str, message: str) -> str:
+    """A problem in the words of the file: a shop's key where Settings named its variable. A problem that names
+    only deployment variables (a weak BFF_SESSION_SECRET) is the deployment's, said once for every shop."""
+    named = _VARIABLE_NAME.findall(message)
+    if named and not any(name in _VARIABLES for name in named):
+        return message
     for name, key in _VARIABLES.items():
         message = message.replace(name, key)
     return f'shop "{shop_id}": {message}'
