@@ -146,6 +146,14 @@ def _rate(name: str, value: str) -> Rate:
         raise ValueError(f"{name} must look like `30/minute` or `5/second`, got {value!r}") from None
 
 
+def _invalidations_trusted(redis_url: str) -> bool:
+    """Whether the session cache can trust Redis to tell it of every change to a session (BFF_SESSION_CACHE)."""
+    # Invalidations are per node: on Cluster a key's node may change (and a replica's copy lags), Sentinel
+    # fails over to a server that never tracked this process, and the cache's own raw connections speak
+    # neither TLS (rediss://) nor unix sockets. Only a standalone server on redis:// tells it every change.
+    return urlsplit(redis_url).scheme == "redis"
+
+
 class Settings(BaseSettings):
     """Every setting of the BFF. Names are the environment variables, upper-cased."""
 
@@ -214,8 +222,8 @@ class Settings(BaseSettings):
     # different prefixes share nothing. The default is what keys were called before the setting existed.
     bff_redis_prefix: str = DEFAULT_PREFIX
     # Decoded sessions kept in process, kept current by Redis's invalidations (store/session_cache.py).
-    # Off until it has run in production for a while; only on a plain redis:// REDIS_URL.
-    bff_session_cache: Literal["on", "off"] = "off"
+    # auto: on wherever those invalidations can be trusted (a plain redis:// REDIS_URL), off elsewhere.
+    bff_session_cache: Literal["auto", "on", "off"] = "auto"
     # A TOML file listing several shops (shops.py); unset: the SHOPIFY_* variables above describe the one shop.
     bff_shops_file: str | None = None
 
@@ -337,11 +345,16 @@ class Settings(BaseSettings):
         if self.bff_session_absolute_lifetime < self.bff_session_idle_timeout:
             raise ValueError("BFF_SESSION_ABSOLUTE_LIFETIME must be at least BFF_SESSION_IDLE_TIMEOUT")
         self._metrics_address = _metrics_address(self.bff_metrics_listener)
-        if self.bff_session_cache == "on" and urlsplit(self.redis_url).scheme != "redis":
-            # Invalidations are per node: on Cluster a key's node may change (and a replica's copy lags),
-            # Sentinel fails over to a server that never tracked this process, and TLS/unix have no pipeline.
+        if self.bff_session_cache == "on" and not _invalidations_trusted(self.redis_url):
             raise ValueError("BFF_SESSION_CACHE=on needs a plain redis:// REDIS_URL (standalone Redis)")
         return self
+
+    @property
+    def session_cache_on(self) -> bool:
+        """Whether decoded sessions are kept in process: BFF_SESSION_CACHE=on, or auto on a plain redis:// URL."""
+        return self.bff_session_cache == "on" or (
+            self.bff_session_cache == "auto" and _invalidations_trusted(self.redis_url)
+        )
 
     @property
     def shop_id(self) -> str | None:

@@ -300,7 +300,7 @@ async def _open_shop(
             )
         )
     session_cache = None
-    if settings.bff_session_cache == "on" and redis.endpoint is not None:  # config.py refuses other URLs
+    if settings.session_cache_on and redis.endpoint is not None:  # only for a plain redis:// URL (config.py)
         session_cache = await stack.enter_async_context(
             SessionCache(
                 redis.endpoint,

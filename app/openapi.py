@@ -70,6 +70,7 @@ from app.errors import (
     TokenEndpointThrottled,
     TokenEndpointTimeout,
     TokenEndpointUnavailable,
+    UnknownShop,
     UnsupportedMediaType,
     UpstreamTimeout,
     UpstreamUnavailable,
@@ -195,7 +196,7 @@ ROUTE_ERRORS: dict[tuple[str, str], Errors] = {
     ),
 }
 # Answered by the pipeline before any route, on any path: named in the document's description.
-PIPELINE_ERRORS: Errors = (NotFound, MethodNotAllowed, OriginNotAllowed, InternalError)
+PIPELINE_ERRORS: Errors = (NotFound, UnknownShop, MethodNotAllowed, OriginNotAllowed, InternalError)
 
 _GRAPHQL = {
     "summary": "Proxy a GraphQL request to the Customer Account API, with the session's access token",
@@ -311,7 +312,8 @@ def build_document(app: FastAPI) -> dict[str, Any]:
             'Every error is JSON `{"error": code, "detail": text}` with a stable code from the catalog; '
             "any path can also answer "
             + ", ".join(f"`{cls.status} {cls.code}`" for cls in PIPELINE_ERRORS)
-            + " (an unknown path, a wrong method, a refused CORS preflight, an unexpected failure)."
+            + " (an unknown path, a host that is no configured shop's, a wrong method, a refused CORS preflight, an "
+            "unexpected failure)."
         ),
         routes=app.routes,
     )

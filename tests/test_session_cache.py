@@ -1,4 +1,4 @@
-"""The session cache (BFF_SESSION_CACHE=on): no Redis round trip for a current copy, and every guarantee kept.
+"""The session cache (BFF_SESSION_CACHE): no Redis round trip for a current copy, and every guarantee kept.
 
 In-process BFFs where the claim is about one process (what it sends to Redis, its clock); real `python -m app
 serve` processes where the claim is about what one process sees of another's changes.
@@ -67,7 +67,7 @@ def sid_of(client: httpx.AsyncClient) -> str:
 # --- One process --------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("cache", "reads"), [("on", 0), ("off", 20)])
+@pytest.mark.parametrize(("cache", "reads"), [("on", 0), ("auto", 0), ("off", 20)])
 async def test_steady_state_requests_read_redis_only_without_the_cache(
     shop: Shop, redis_url: str, redis_client: aioredis.Redis, cache: str, reads: int
 ) -> None:
@@ -76,7 +76,7 @@ async def test_steady_state_requests_read_redis_only_without_the_cache(
     settings = make_settings(shop.url, redis_url, bff_session_cache=cache, **limits)
     async with running_bff(settings) as client:
         await login(client)
-        if cache == "on":
+        if cache != "off":
             await warm(client, redis_client)
         before = await hot_reads(redis_client)
         for _ in range(20):
@@ -136,9 +136,23 @@ async def test_a_killed_invalidation_connection_serves_no_stale_copy(
         assert ended.status_code == 401 and ended.json()["error"] == "session_expired"
 
 
-def test_the_cache_is_refused_where_invalidations_cannot_be_trusted(shop: Shop) -> None:
+UNTRUSTED_URLS = [
+    "redis+sentinel://127.0.0.1:26379/mymaster",
+    "redis+cluster://127.0.0.1:7000/0",
+    "rediss://127.0.0.1:6380/0",
+    "unix:///run/redis.sock",
+]
+
+
+@pytest.mark.parametrize("url", UNTRUSTED_URLS)
+def test_the_cache_is_refused_where_invalidations_cannot_be_trusted(shop: Shop, url: str) -> None:
     with pytest.raises(ConfigError, match="BFF_SESSION_CACHE"):
-        make_settings(shop.url, "redis+sentinel://127.0.0.1:26379/mymaster", bff_session_cache="on")
+        make_settings(shop.url, url, bff_session_cache="on")
+
+
+@pytest.mark.parametrize(("url", "on"), [("redis://127.0.0.1:6379/0", True), *((url, False) for url in UNTRUSTED_URLS)])
+def test_the_default_turns_the_cache_on_only_where_invalidations_can_be_trusted(shop: Shop, url: str, on: bool) -> None:
+    assert make_settings(shop.url, url).session_cache_on is on
 
 
 # --- Two processes ------------------------------------------------------------------------------------
