@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 LOCK   := requirements/dev.lock
 
-.PHONY: dev doctor test lint bench lock clean
+.PHONY: dev dev-shops doctor doctor-shops test lint bench lock clean
 
 # The newest pip (the installer only), exactly the locked versions (hash-checked), then the project itself on top,
 # built with the locked setuptools.
@@ -23,6 +23,12 @@ dev: $(STAMP)  ## run the BFF + Shopify stand-in + demo storefront on localhost
 
 doctor: $(STAMP)  ## python -m app doctor against make dev's settings (starts the stand-in if make dev isn't running)
 	$(PY) -m devkit.dev --doctor
+
+dev-shops: $(STAMP)  ## two shops of one BFF side by side: Snowboards at localhost:3000, Surfboards at 127.0.0.1:3000
+	$(PY) -m devkit.dev --shops
+
+doctor-shops: $(STAMP)  ## python -m app doctor against make dev-shops' settings, every shop checked
+	$(PY) -m devkit.dev --shops --doctor
 
 test: $(STAMP) lint  ## lint, type-check, then the whole suite against a throwaway Redis
 	$(PY) -m pytest

@@ -433,6 +433,13 @@ function renderProducts(products) {
   );
 }
 
+// The shop's name heads the page, so two storefronts open side by side (`make dev-shops`) say whose each is.
+function renderShopName(name) {
+  $("shop-name").textContent = name;
+  $("brand-mark").textContent = name.charAt(0).toUpperCase();
+  document.title = `Your account · ${name}`;
+}
+
 function renderCart(cart) {
   const lines = cart ? cart.lines.nodes : [];
   $("cart-lines").replaceChildren(
@@ -477,10 +484,11 @@ async function linkCart(cartId) {
 
 async function loadShop() {
   try {
-    const [{ products }, stored] = await Promise.all([
+    const [{ shop, products }, stored] = await Promise.all([
       storefront("products"),
       localStorage.getItem(CART_KEY) ? storefront("cart", { id: localStorage.getItem(CART_KEY) }) : null,
     ]);
+    renderShopName(shop.name);
     renderProducts(products.nodes);
     if (stored && !stored.cart) forgetCart();
     else renderCart(stored && stored.cart);

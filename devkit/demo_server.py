@@ -4,6 +4,9 @@ The page may be opened under more than one host name (`make dev`: localhost and 
 cookies per host name, so the page must talk to a BFF on the name it was loaded from: `/config.js` and the
 CSP name the configured BFF whose host matches the request's Host header, else the first one. Host only
 picks among configured URLs; no URL is ever built from it.
+
+Each host name may also be a shop of its own (`make dev-shops`): `DEMO_SITES` lists, per site, its BFF URL,
+its shop and the shop's public Storefront token, and the page gets the site whose BFF is on its host name.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import argparse
 import io
 import json
 import os
+from dataclasses import dataclass
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -51,6 +55,27 @@ def content_security_policy(bff_url: str, shop_url: str) -> str:
     )
 
 
+@dataclass(frozen=True)
+class DemoSite:
+    """What a page loaded on one host name talks to: its BFF, its shop, and the shop's public Storefront token."""
+
+    bff_url: str
+    shop_url: str
+    storefront_token: str
+
+
+def parse_sites(text: str) -> tuple[DemoSite, ...]:
+    """DEMO_SITES: a JSON list of {"bff_url", "shop_url", "storefront_token"} objects; ValueError if not."""
+    try:
+        sites = tuple(DemoSite(**site) for site in json.loads(text))
+    except (TypeError, ValueError) as exc:
+        shape = '{"bff_url", "shop_url", "storefront_token"}'
+        raise ValueError(f"DEMO_SITES must be a JSON list of {shape} objects: {exc}") from None
+    if not sites:
+        raise ValueError("DEMO_SITES lists no site")
+    return sites
+
+
 class DemoHandler(SimpleHTTPRequestHandler):
     """Static files plus a generated config script; no caching, so edits show on reload."""
 
@@ -60,11 +85,21 @@ class DemoHandler(SimpleHTTPRequestHandler):
     shop_url = "http://localhost:9000"
     # A public Storefront token is public by design: browsers send it; it reads products and makes carts.
     storefront_token = DEFAULT_STOREFRONT_PUBLIC_TOKEN
+    # One site per shop (`DEMO_SITES`); when set, it replaces the four settings above.
+    sites: tuple[DemoSite, ...] = ()
 
-    def page_bff_url(self) -> str:
-        """The BFF on the host name this request came to, else the first one."""
+    def configured_sites(self) -> tuple[DemoSite, ...]:
+        """Every site, the default first: `sites`, or one per BFF URL, all of the one shop."""
+        if self.sites:
+            return self.sites
+        bffs = (self.bff_url, *self.extra_bff_urls)
+        return tuple(DemoSite(url, self.shop_url, self.storefront_token) for url in bffs)
+
+    def page_site(self) -> DemoSite:
+        """The site whose BFF is on the host name this request came to, else the first one."""
         host = urlsplit(f"//{self.headers.get('Host', '')}").hostname
-        return next((url for url in self.extra_bff_urls if urlsplit(url).hostname == host), self.bff_url)
+        sites = self.configured_sites()
+        return next((site for site in sites if urlsplit(site.bff_url).hostname == host), sites[0])
 
     def send_head(self) -> io.BytesIO | BinaryIO | None:
         path = self.path.split("?")[0]
@@ -75,11 +110,12 @@ class DemoHandler(SimpleHTTPRequestHandler):
 
     def do_GET(self) -> None:
         if self.path.split("?")[0] == "/config.js":
-            storefront = f"{origin(self.shop_url)}/api/{STOREFRONT_API_VERSION}/graphql.json"
+            site = self.page_site()
+            storefront = f"{origin(site.shop_url)}/api/{STOREFRONT_API_VERSION}/graphql.json"
             body = (
-                f"export const BFF_URL = {json.dumps(self.page_bff_url())};\n"
+                f"export const BFF_URL = {json.dumps(site.bff_url)};\n"
                 f"export const STOREFRONT_URL = {json.dumps(storefront)};\n"
-                f"export const STOREFRONT_TOKEN = {json.dumps(self.storefront_token)};\n"
+                f"export const STOREFRONT_TOKEN = {json.dumps(site.storefront_token)};\n"
             ).encode()
             self.send_response(200)
             self.send_header("Content-Type", "text/javascript; charset=utf-8")
@@ -91,7 +127,8 @@ class DemoHandler(SimpleHTTPRequestHandler):
 
     def end_headers(self) -> None:
         self.send_header("Cache-Control", "no-store")
-        self.send_header("Content-Security-Policy", content_security_policy(self.page_bff_url(), self.shop_url))
+        site = self.page_site()
+        self.send_header("Content-Security-Policy", content_security_policy(site.bff_url, site.shop_url))
         self.send_header("X-Content-Type-Options", "nosniff")
         # Not no-referrer: under it browsers send `Origin: null` on the sign-out form post, which the
         # BFF (rightly) refuses as CSRF proof. strict-origin never sends a path or query either, only
@@ -124,7 +161,19 @@ def main() -> None:
         default=os.environ.get("DEMO_STOREFRONT_TOKEN", DemoHandler.storefront_token),
         help="the shop's public Storefront API token (default: the stand-in's)",
     )
+    parser.add_argument(
+        "--sites",
+        default=os.environ.get("DEMO_SITES", ""),
+        metavar="JSON",
+        help='one site per shop, instead of the four options above: [{"bff_url": ..., "shop_url": ..., '
+        '"storefront_token": ...}, ...] (or DEMO_SITES); a page gets the site whose BFF is on its host name',
+    )
     args = parser.parse_args()
+    if args.sites:
+        try:
+            DemoHandler.sites = parse_sites(args.sites)
+        except ValueError as exc:
+            parser.error(str(exc))
     DemoHandler.bff_url = args.bff_url
     extra = args.extra_bff_url or os.environ.get("DEMO_EXTRA_BFF_URLS", "").replace(",", " ").split()
     DemoHandler.extra_bff_urls = tuple(extra)

@@ -26,11 +26,17 @@ class DevError(Exception):
     """Why `make dev` (or `make doctor`) cannot go on: one line, printed without a traceback."""
 
 
-def _port(name: str, default: int) -> int:
+def port_setting(name: str, default: int) -> int:
+    """The port a DEV_* variable sets, else `default`; DevError for anything but a port number."""
     raw = os.environ.get(name, "").strip() or str(default)
     if not raw.isdigit() or not 0 < int(raw) < 65536:
         raise DevError(f"{name} must be a port number (1-65535), got {raw!r}")
     return int(raw)
+
+
+def state_directory() -> Path:
+    """Where `make dev` keeps its secrets and generated files: DEV_STATE_DIR, else `.dev/` in the checkout."""
+    return Path(os.environ.get("DEV_STATE_DIR") or ROOT / ".dev")
 
 
 @dataclass(frozen=True)
@@ -45,14 +51,14 @@ class DevStack:
 
     @classmethod
     def from_env(cls) -> DevStack:
-        bff = _port("DEV_BFF_PORT", 8000)
+        bff = port_setting("DEV_BFF_PORT", 8000)
         return cls(
             bff_port=bff,
             # The 127.0.0.1 demo's BFF (see the module docstring): next to the first one unless set.
-            bff_ip_port=_port("DEV_BFF_IP_PORT", bff + 1),
-            shop_port=_port("DEV_SHOP_PORT", 9000),
-            demo_port=_port("DEV_DEMO_PORT", 3000),
-            state_dir=Path(os.environ.get("DEV_STATE_DIR") or ROOT / ".dev"),
+            bff_ip_port=port_setting("DEV_BFF_IP_PORT", bff + 1),
+            shop_port=port_setting("DEV_SHOP_PORT", 9000),
+            demo_port=port_setting("DEV_DEMO_PORT", 3000),
+            state_dir=state_directory(),
         )
 
     def port_variables(self) -> dict[str, int]:
