@@ -17,7 +17,7 @@ from app.shopify.credentials import Credentials
 from app.shopify.discovery import Discovery
 from app.shopify.http import auth_http_client, get_json
 from app.shopify.oauth import ShopifyOAuth
-from app.shops import Shops, load_configuration
+from app.shops import Shops, in_file_words, load_configuration
 from app.store.connections import RedisConnections
 from app.store.sessions import SessionStore
 
@@ -41,18 +41,25 @@ def _explained(cause: Cause) -> str:
     return f"{cause} ({meaning})" if meaning else str(cause)
 
 
-async def _check_redis(settings: Settings, say: Printer) -> bool:
+async def _check_redis(every_shop: tuple[Settings, ...], say: Printer) -> bool:
+    settings = every_shop[0]  # Redis is the deployment's, shared by every shop
     redis = RedisConnections(settings.redis_url, max_connections=2)
     where = redis.target
+    if settings.shop_id is None:
+        keys = f"this deployment's keys start with {settings.bff_redis_prefix!r}"
+    else:
+        base = settings.bff_redis_prefix.removesuffix(f"{settings.shop_id}:")
+        keys = f"this deployment's keys start with {base!r} and then the shop's id"
     try:
         await redis.client.ping()
-        say(f"ok    Redis answers at {where}; this deployment's keys start with {settings.bff_redis_prefix!r}")
+        say(f"ok    Redis answers at {where}; {keys}")
     except Exception as exc:
         say(f"FAIL  Redis at {where} does not answer: {_explained(cause_of(exc))}; check REDIS_URL")
         await redis.aclose()
         return False
     try:
-        await _count_session_keys(settings, redis, say)
+        for shop in every_shop:
+            await _count_session_keys(shop, redis, say)
         return True
     except Exception as exc:
         say(f"FAIL  could not count the session records ({type(exc).__name__})")
@@ -72,15 +79,19 @@ async def _count_session_keys(settings: Settings, redis: RedisConnections, say: 
     )
     census = await store.key_census()
     total = census.primary + census.older + census.unlisted
+    whose = f'shop "{settings.shop_id}": ' if settings.shop_id is not None else ""
     if census.older:
         say(
-            f"wait  {census.older} of {total} session record(s) under an older token encryption key: keep it listed "
-            "(each is rewritten under the first key when next used; docs/operations.md, runbooks b and c)"
+            f"wait  {whose}{census.older} of {total} session record(s) under an older token encryption key: keep it "
+            "listed (each is rewritten under the first key when next used; docs/operations.md, runbooks b and c)"
         )
     else:
-        say(f"ok    {total} session record(s), none under an older token encryption key")
+        say(f"ok    {whose}{total} session record(s), none under an older token encryption key")
     if census.unlisted:
-        say(f"note  {census.unlisted} session record(s) under no listed key: unreadable, those customers sign in again")
+        say(
+            f"note  {whose}{census.unlisted} session record(s) under no listed key: unreadable, those customers sign "
+            "in again"
+        )
 
 
 async def _check_shop(settings: Settings, say: Printer) -> bool:
@@ -168,6 +179,11 @@ async def _check_credentials(settings: Settings, http: httpx.AsyncClient, discov
     return ok
 
 
+def _for_shop(settings: Settings, say: Printer) -> Printer:
+    """`say` in the words of the shops file: a line naming SHOPIFY_CLIENT_SECRET names this shop's client_secret."""
+    return lambda line: say(in_file_words(line, settings.shop_id or ""))
+
+
 def _domain_notes(settings: Settings) -> list[str]:
     host = urlsplit(settings.shop_origin).hostname or ""
     if host.endswith(".myshopify.com") or settings.shop_origin.startswith("http://"):
@@ -191,12 +207,13 @@ async def run_doctor(say: Printer = print) -> int:
     deployment = every_shop[0]
     loaded = f" ({len(every_shop)} shops from {configuration.source})" if isinstance(configuration, Shops) else ""
     say("ok    settings load" + loaded + (" (development mode)" if deployment.bff_dev_mode else ""))
-    redis_ok = await _check_redis(deployment, say)
-    ok = redis_ok
+    ok = await _check_redis(every_shop, say)
+    printer = say
     for settings in every_shop:
         if settings.shop_id is not None:
-            say("")
-            say(f'Shop "{settings.shop_id}" ({settings.public_url}):')
+            printer("")
+            printer(f'Shop "{settings.shop_id}" ({settings.public_url}):')
+            say = _for_shop(settings, printer)
         for line in _domain_notes(settings):
             say(line)
         ok = await _check_shop(settings, say) and ok

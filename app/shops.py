@@ -145,6 +145,14 @@ def _resolve(shop_id: str, key: str, value: object, problems: list[str]) -> obje
 _VARIABLE_NAME = re.compile(r"\b(?:BFF|SHOPIFY|REDIS)_[A-Z_]+")
 
 
+def in_file_words(message: str, shop_id: str) -> str:
+    """`message` with every per-shop variable it names put as that shop's key in the file (`SHOPIFY_PKCE` → `pkce
+    of shop "a"`): those variables are not set in multi-shop mode, so naming them would send the operator astray."""
+    return _VARIABLE_NAME.sub(
+        lambda m: f'{_VARIABLES[m[0]]} of shop "{shop_id}"' if m[0] in _VARIABLES else m[0], message
+    )
+
+
 def _shop_problem(shop_id: str, message: str) -> str:
     """A problem in the words of the file: a shop's key where Settings named its variable. A problem that names
     only deployment variables (a weak BFF_SESSION_SECRET) is the deployment's, said once for every shop."""
@@ -152,7 +160,7 @@ def _shop_problem(shop_id: str, message: str) -> str:
     if named and not any(name in _VARIABLES for name in named):
         return message
     for name, key in _VARIABLES.items():
-        message = message.replace(name, key)
+        message = re.sub(rf"\b{name}\b", key, message)
     return f'shop "{shop_id}": {message}'
 
 
