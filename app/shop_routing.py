@@ -5,8 +5,11 @@ The configured public URLs are the allowlist: a request whose host (and path pre
 paths belong to the deployment, not to a shop, so orchestrators' probes (which send the pod's address as Host)
 reach them on any host.
 
-A shop under a path prefix (`https://bff.example.com/acme`) sees its requests with the prefix moved from `path`
-to `root_path`, so the routes and the pipeline's path rules are the same for every shop.
+A shop under a path prefix (`https://bff.example.com/acme`) sees its requests with the prefix taken off `path`
+(and `raw_path`), so the routes and the pipeline's path rules are the same for every shop. Not moved to
+`root_path`: Starlette's routing takes `root_path` off a path that starts with it, so under a prefix named
+like a route's first segment (`/auth`) `/auth/login` would be routed as `/login`. Nothing reads the prefix
+from the request: every URL the BFF writes comes from the shop's settings.
 """
 
 from __future__ import annotations
@@ -61,7 +64,6 @@ class ShopRouter:
                 return app({**scope, SHOP: shop_id}, receive, send)
             if path == prefix or path.startswith(prefix + "/"):
                 inner = {**scope, SHOP: shop_id, "path": path[len(prefix) :] or "/"}
-                inner["root_path"] = scope.get("root_path", "") + prefix
                 raw = scope.get("raw_path")
                 if raw is not None:
                     inner["raw_path"] = raw[len(prefix) :] or b"/"

@@ -188,6 +188,20 @@ async def test_a_root_shops_cookies_keep_the_host_prefix(bff: ShopsBFF) -> None:
     assert cookies == {"__Host-bff_session": "/"}
 
 
+@pytest.mark.parametrize("prefix", ["/auth", "/graphql", "/webhooks"])
+async def test_a_prefix_named_like_one_of_the_routes_is_routed_like_any_other(
+    make_shops: MakeShops, prefix: str
+) -> None:
+    public_url = f"https://accounts.test{prefix}"
+    async with running_shops(make_shops(beta={"public_url": public_url})) as bff:
+        async with bff.client(public_url) as browser:
+            started = await browser.get(f"{public_url}/auth/login")
+            proxied = await browser.post(f"{public_url}/graphql", json=CUSTOMER_QUERY, headers=CSRF)
+    assert started.status_code == 302, started.text
+    assert query_of(started.headers["location"])["redirect_uri"] == f"{public_url}/auth/callback"
+    assert (proxied.status_code, proxied.json()["error"]) == (401, "not_authenticated")
+
+
 @pytest.mark.parametrize(
     "url",
     [
