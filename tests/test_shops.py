@@ -331,6 +331,16 @@ async def test_one_shops_login_rate_limit_bucket_does_not_count_at_another(make_
     assert (at_alpha, at_beta) == ([302, 302, 429], [302, 302])
 
 
+@pytest.mark.parametrize(("origin_of", "allowed"), [(ALPHA, False), (BETA, True)], ids=["other-shops", "own"])
+async def test_a_shops_storefront_origin_is_trusted_by_that_shop_only(
+    bff: ShopsBFF, origin_of: ShopSpec, allowed: bool
+) -> None:
+    preflight = {"Origin": origin_of.storefront, "Access-Control-Request-Method": "POST"}
+    async with bff.client(BETA.public_url) as browser:
+        answer = await browser.options(f"{BETA.public_url}/graphql", headers=preflight)
+    assert (answer.headers.get("access-control-allow-origin") == origin_of.storefront) is allowed
+
+
 def delivery(spec: ShopSpec, email: str, *, secret: str, webhook_id: str) -> dict[str, Any]:
     body = json.dumps({"id": customer_number(email)}).encode()
     return {
