@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
 
 import httpx
@@ -17,7 +17,7 @@ from app.shopify.credentials import Credentials
 from app.shopify.discovery import Discovery
 from app.shopify.http import auth_http_client, get_json
 from app.shopify.oauth import ShopifyOAuth
-from app.shops import Shops, in_file_words, load_configuration
+from app.shops import Shops, in_file_terms, load_configuration
 from app.store.connections import RedisConnections
 from app.store.sessions import SessionStore
 
@@ -41,18 +41,17 @@ def _explained(cause: Cause) -> str:
     return f"{cause} ({meaning})" if meaning else str(cause)
 
 
-async def _check_redis(every_shop: tuple[Settings, ...], say: Printer) -> bool:
-    settings = every_shop[0]  # Redis is the deployment's, shared by every shop
+async def _check_redis(every_shop: Sequence[Settings], say: Printer) -> bool:
+    settings = every_shop[0]  # the deployment's Redis, shared by every shop
     redis = RedisConnections(settings.redis_url, max_connections=2)
     where = redis.target
-    if settings.shop_id is None:
-        keys = f"this deployment's keys start with {settings.bff_redis_prefix!r}"
-    else:
-        base = settings.bff_redis_prefix.removesuffix(f"{settings.shop_id}:")
-        keys = f"this deployment's keys start with {base!r} and then the shop's id"
+    prefix, each = settings.bff_redis_prefix, ""
+    if settings.shop_id is not None:
+        prefix = prefix.removesuffix(f"{settings.shop_id}:")  # shops.py puts each shop's id after it
+        each = f", each shop's with {prefix}<shop id>:"
     try:
         await redis.client.ping()
-        say(f"ok    Redis answers at {where}; {keys}")
+        say(f"ok    Redis answers at {where}; this deployment's keys start with {prefix!r}{each}")
     except Exception as exc:
         say(f"FAIL  Redis at {where} does not answer: {_explained(cause_of(exc))}; check REDIS_URL")
         await redis.aclose()
@@ -80,18 +79,16 @@ async def _count_session_keys(settings: Settings, redis: RedisConnections, say: 
     census = await store.key_census()
     total = census.primary + census.older + census.unlisted
     whose = f'shop "{settings.shop_id}": ' if settings.shop_id is not None else ""
+    say = _after_status(say, whose)
     if census.older:
         say(
-            f"wait  {whose}{census.older} of {total} session record(s) under an older token encryption key: keep it "
-            "listed (each is rewritten under the first key when next used; docs/operations.md, runbooks b and c)"
+            f"wait  {census.older} of {total} session record(s) under an older token encryption key: keep it listed "
+            "(each is rewritten under the first key when next used; docs/operations.md, runbooks b and c)"
         )
     else:
-        say(f"ok    {whose}{total} session record(s), none under an older token encryption key")
+        say(f"ok    {total} session record(s), none under an older token encryption key")
     if census.unlisted:
-        say(
-            f"note  {whose}{census.unlisted} session record(s) under no listed key: unreadable, those customers sign "
-            "in again"
-        )
+        say(f"note  {census.unlisted} session record(s) under no listed key: unreadable, those customers sign in again")
 
 
 async def _check_shop(settings: Settings, say: Printer) -> bool:
@@ -179,11 +176,6 @@ async def _check_credentials(settings: Settings, http: httpx.AsyncClient, discov
     return ok
 
 
-def _for_shop(settings: Settings, say: Printer) -> Printer:
-    """`say` in the words of the shops file: a line naming SHOPIFY_CLIENT_SECRET names this shop's client_secret."""
-    return lambda line: say(in_file_words(line, settings.shop_id or ""))
-
-
 def _domain_notes(settings: Settings) -> list[str]:
     host = urlsplit(settings.shop_origin).hostname or ""
     if host.endswith(".myshopify.com") or settings.shop_origin.startswith("http://"):
@@ -207,22 +199,35 @@ async def run_doctor(say: Printer = print) -> int:
     deployment = every_shop[0]
     loaded = f" ({len(every_shop)} shops from {configuration.source})" if isinstance(configuration, Shops) else ""
     say("ok    settings load" + loaded + (" (development mode)" if deployment.bff_dev_mode else ""))
-    ok = await _check_redis(every_shop, say)
-    printer = say
+    redis_ok = await _check_redis(every_shop, say)
+    ok = redis_ok
     for settings in every_shop:
+        shop_say = say
         if settings.shop_id is not None:
-            printer("")
-            printer(f'Shop "{settings.shop_id}" ({settings.public_url}):')
-            say = _for_shop(settings, printer)
+            say("")
+            say(f'Shop "{settings.shop_id}" ({settings.public_url}):')
+            # A shop's settings are keys of its table: the variables the checks name are refused beside the file.
+            shop_say = _in_file_terms(say)
         for line in _domain_notes(settings):
-            say(line)
-        ok = await _check_shop(settings, say) and ok
-        say("")
-        say("Register these in the Shopify admin (Customer Account API → Application setup):")
-        say(f"  Callback URI:      {settings.redirect_uri}")
-        say(f"  Logout URI:        {settings.bff_post_logout_redirect_url}")
-        say("  JavaScript origin: none needed: a confidential client's browser never calls Shopify directly")
-        say(f"  Client type:       Confidential, client ID {settings.shopify_client_id}")
+            shop_say(line)
+        ok = await _check_shop(settings, shop_say) and ok
+        shop_say("")
+        shop_say("Register these in the Shopify admin (Customer Account API → Application setup):")
+        shop_say(f"  Callback URI:      {settings.redirect_uri}")
+        shop_say(f"  Logout URI:        {settings.bff_post_logout_redirect_url}")
+        shop_say("  JavaScript origin: none needed: a confidential client's browser never calls Shopify directly")
+        shop_say(f"  Client type:       Confidential, client ID {settings.shopify_client_id}")
         if settings.bff_allowed_origins:
-            say(f"Storefront origins this BFF answers (CORS, return_to): {', '.join(settings.bff_allowed_origins)}")
+            shop_say(
+                f"Storefront origins this BFF answers (CORS, return_to): {', '.join(settings.bff_allowed_origins)}"
+            )
     return 0 if ok else 1
+
+
+def _in_file_terms(say: Printer) -> Printer:
+    return lambda line: say(in_file_terms(line))
+
+
+def _after_status(say: Printer, text: str) -> Printer:
+    """`say`, with `text` put after each line's six-column status (`ok    `, `FAIL  `)."""
+    return (lambda line: say(line[:6] + text + line[6:])) if text else say

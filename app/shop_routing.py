@@ -8,8 +8,11 @@ reach them on any host.
 Every log line of a shop's request names it (`"shop": "<id>"`), so a line that names a setting, such as
 SHOPIFY_SHOP_DOMAIN, points at that shop's key in the file (`shop_domain`; shops.SHOP_KEYS maps them).
 
-A shop under a path prefix (`https://bff.example.com/acme`) sees its requests with the prefix moved from `path`
-to `root_path`, so the routes and the pipeline's path rules are the same for every shop.
+A shop under a path prefix (`https://bff.example.com/acme`) sees its requests with the prefix taken off `path`
+(and `raw_path`), so the routes and the pipeline's path rules are the same for every shop. Not moved to
+`root_path`: Starlette's routing takes `root_path` off a path that starts with it, so under a prefix named
+like a route's first segment (`/auth`) `/auth/login` would be routed as `/login`. Nothing reads the prefix
+from the request: every URL the BFF writes comes from the shop's settings.
 """
 
 from __future__ import annotations
@@ -65,7 +68,6 @@ class ShopRouter:
                 return _as_shop(shop_id, app, {**scope, SHOP: shop_id}, receive, send)
             if path == prefix or path.startswith(prefix + "/"):
                 inner = {**scope, SHOP: shop_id, "path": path[len(prefix) :] or "/"}
-                inner["root_path"] = scope.get("root_path", "") + prefix
                 raw = scope.get("raw_path")
                 if raw is not None:
                     inner["raw_path"] = raw[len(prefix) :] or b"/"

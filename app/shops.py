@@ -58,6 +58,7 @@ SHOP_KEYS: dict[str, str] = {
 SECRET_KEYS = frozenset({"client_secret", "previous_client_secret", "storefront_token", "webhook_secret"})
 REQUIRED_KEYS = ("shop_domain", "client_id", "client_secret", "public_url", "post_logout_redirect_url")
 _VARIABLES = {field.upper(): key for key, field in SHOP_KEYS.items()}
+_VARIABLE_NAME = re.compile(r"\b(?:SHOPIFY|BFF)_[A-Z0-9_]+\b")
 
 
 def _stray_variables() -> list[str]:
@@ -142,26 +143,19 @@ def _resolve(shop_id: str, key: str, value: object, problems: list[str]) -> obje
     return value
 
 
-_VARIABLE_NAME = re.compile(r"\b(?:BFF|SHOPIFY|REDIS)_[A-Z_]+")
-
-
-def in_file_words(message: str, shop_id: str) -> str:
-    """`message` with every per-shop variable it names put as that shop's key in the file (`SHOPIFY_PKCE` → `pkce
-    of shop "a"`): those variables are not set in multi-shop mode, so naming them would send the operator astray."""
-    return _VARIABLE_NAME.sub(
-        lambda m: f'{_VARIABLES[m[0]]} of shop "{shop_id}"' if m[0] in _VARIABLES else m[0], message
-    )
+def in_file_terms(message: str) -> str:
+    """`message` with the single-shop variables it names put as the shops file's keys (`SHOPIFY_CLIENT_ID` →
+    `client_id`); whole names only, as one may start another (BFF_RATE_LIMIT_GRAPHQL_CUSTOMER)."""
+    return _VARIABLE_NAME.sub(lambda found: _VARIABLES.get(found.group(), found.group()), message)
 
 
 def _shop_problem(shop_id: str, message: str) -> str:
-    """A problem in the words of the file: a shop's key where Settings named its variable. A problem that names
-    only deployment variables (a weak BFF_SESSION_SECRET) is the deployment's, said once for every shop."""
-    named = _VARIABLE_NAME.findall(message)
-    if named and not any(name in _VARIABLES for name in named):
-        return message
-    for name, key in _VARIABLES.items():
-        message = re.sub(rf"\b{name}\b", key, message)
-    return f'shop "{shop_id}": {message}'
+    return f'shop "{shop_id}": {in_file_terms(message)}'
+
+
+def _names_shop_setting(message: str) -> bool:
+    """Whether a message of Settings' checks is about one of a shop's settings (they name the variable)."""
+    return any(found in _VARIABLES for found in _VARIABLE_NAME.findall(message))
 
 
 def _one_shop(
@@ -190,13 +184,19 @@ def _one_shop(
         for err in exc.errors():
             field = ".".join(str(p) for p in err["loc"])
             message = str(err["msg"]).removeprefix("Value error, ")
+            if err["type"] == "missing":
+                message = "is required but not set"  # as load_settings says it
             named = next((k for k, f in SHOP_KEYS.items() if f == field), None)
             if named is not None:
                 problems.append(_shop_problem(shop_id, f"{named}: {message}"))
             elif field:
                 problems.append(f"{field.upper()}: {message}")  # a deployment setting: said once, below
-            else:
+            elif _names_shop_setting(message):
                 problems.append(_shop_problem(shop_id, message))
+            else:
+                # The checks across settings name their variable first; one of the deployment's is no shop's
+                # problem, and every shop would repeat it.
+                problems.append(message)
         return None
     return _for_shop(settings, shop_id)
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import asyncio
+
+from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response
 
 from app.deps import Deployment, Services
@@ -18,7 +20,7 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", summary="Redis takes writes and the shop's discovery documents are reachable")
-async def readyz(deployment: Deployment) -> Response:
+async def readyz(request: Request, deployment: Deployment) -> Response:
     checks: dict[str, object] = {}
     try:
         await deployment[0].sessions.ping()  # one Redis for every shop
@@ -34,7 +36,13 @@ async def readyz(deployment: Deployment) -> Response:
     else:
         # Several shops: told per shop, not counted against readiness. Every instance sees a shop's outage
         # alike, and taking them out of rotation would take every other shop down with it.
-        body["shops"] = {s.settings.shop_id: await _shop_checks(s) for s in deployment}
+        checking: dict[str, ShopCheck] | None = getattr(request.app.state, "shop_checks", None)
+        if checking is None:
+            checking = request.app.state.shop_checks = {}
+        body["shops"] = {
+            s.settings.shop_id: await checking.setdefault(s.settings.shop_id or "", ShopCheck()).report(s)
+            for s in deployment
+        }
         ready = checks["redis"] == "ok"
     body = {"status": "ready" if ready else "unavailable", **body}
     return JSONResponse(
@@ -42,6 +50,28 @@ async def readyz(deployment: Deployment) -> Response:
         status_code=200 if ready else 503,
         headers={} if ready else {"Retry-After": "1"},
     )
+
+
+class ShopCheck:
+    """One shop's checks for a multi-shop /readyz, which never waits on a shop: a hung shop's discovery fetch
+    takes its whole deadline (BFF_UPSTREAM_*_TIMEOUT, 25 s by default), longer than any probe waits (3 s in
+    deploy/kubernetes), and a probe timing out takes the instance, so every shop, out of rotation. So the
+    checks run as a task of their own and each probe tells the last verdict, "pending" before the first."""
+
+    def __init__(self) -> None:
+        self._running: asyncio.Task[dict[str, object]] | None = None
+        self._last: dict[str, object] = {"discovery": "pending"}
+
+    async def report(self, shop: Services) -> dict[str, object]:
+        if self._running is None:
+            self._running = asyncio.create_task(_shop_checks(shop), name=f"readyz {shop.settings.shop_id}")
+            # One turn of the loop: checks that need no request to the shop (a cached copy) finish in it.
+            await asyncio.sleep(0)
+        if self._running.done():
+            task, self._running = self._running, None
+            if not task.cancelled():  # cancelled: the lifespan closed the shop's discovery under it
+                self._last = task.result()
+        return self._last
 
 
 async def _shop_checks(shop: Services) -> dict[str, object]:
