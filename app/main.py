@@ -57,7 +57,7 @@ from app.store.logouts import LogoutContinuations
 from app.store.rate_limits import RateLimits
 from app.store.refresh_locks import RefreshLocks
 from app.store.session_cache import SessionCache
-from app.store.sessions import SessionStore
+from app.store.sessions import SessionStore, session_prefix
 from app.tokens import TokenRefresher
 from app.tracing import Tracing, tracing_from_env
 from app.urls import Origin
@@ -78,7 +78,8 @@ def build_services(
     clock: Clock = time.time,
 ) -> Services:
     """Assemble the per-process services from already-open clients (`storefront`: None while the cart
-    endpoints are off; `session_cache`: None while BFF_SESSION_CACHE is off)."""
+    endpoints are off; `session_cache`: the process's one cache, shared by every shop, or None while
+    BFF_SESSION_CACHE is off)."""
     cipher = TokenCipher(settings.token_keys)
     prefix = settings.bff_redis_prefix  # every store's keys: deployments sharing a Redis share nothing
     sessions = SessionStore(
@@ -264,10 +265,11 @@ async def _open_shop(
     http: httpx.AsyncClient | None,
     metrics: Metrics,
     tracing: Tracing | None,
+    session_cache: SessionCache | None,
     clock: Clock,
 ) -> Services:
     """One shop's services, with its own clients (so one shop's slow Shopify never holds another's connections),
-    over the deployment's Redis."""
+    over the deployment's Redis and session cache."""
     auth_http = http
     if auth_http is None:
         auth_http = await stack.enter_async_context(
@@ -303,16 +305,6 @@ async def _open_shop(
                 transport=tracing.http_transport() if tracing else None,
             )
         )
-    session_cache = None
-    if settings.session_cache_on and redis.endpoint is not None:  # only for a plain redis:// URL (config.py)
-        session_cache = await stack.enter_async_context(
-            SessionCache(
-                redis.endpoint,
-                prefix=settings.bff_redis_prefix,
-                idle_timeout=settings.bff_session_idle_timeout,
-                clock=clock,
-            )
-        )
     services = build_services(
         settings,
         redis,
@@ -328,6 +320,28 @@ async def _open_shop(
     check = asyncio.create_task(_warn_if_shop_unreachable(settings, auth_http))
     stack.push_async_callback(_cancel, check)
     return services
+
+
+async def _open_session_cache(
+    deployment: Settings,
+    every_shop: tuple[Settings, ...],
+    redis: RedisConnections,
+    stack: AsyncExitStack,
+    *,
+    clock: Clock,
+) -> SessionCache | None:
+    """The process's one session cache, for every shop: two Redis connections and one flush timer however
+    many shops, tracking each shop's session keys. None while BFF_SESSION_CACHE is off, and unless REDIS_URL
+    is a plain redis:// URL (config.py). Its settings are the deployment's, which no shop overrides."""
+    if not deployment.session_cache_on or redis.endpoint is None:
+        return None
+    cache = SessionCache(
+        redis.endpoint,
+        prefixes=[session_prefix(shop.bff_redis_prefix) for shop in every_shop],
+        idle_timeout=deployment.bff_session_idle_timeout,
+        clock=clock,
+    )
+    return await stack.enter_async_context(cache)
 
 
 def create_app(
@@ -366,10 +380,18 @@ def create_app(
                 deployment.redis_url, max_connections=deployment.bff_redis_max_connections, tracing=tracing
             )
             stack.push_async_callback(redis.aclose)
+            session_cache = await _open_session_cache(deployment, every_shop, redis, stack, clock=clock)
             shops: dict[str, Services] = {}
             for key, shop in zip(keys, every_shop, strict=True):
                 shops[key] = await _open_shop(
-                    shop, stack, redis=redis, http=http, metrics=metrics[key], tracing=tracing, clock=clock
+                    shop,
+                    stack,
+                    redis=redis,
+                    http=http,
+                    metrics=metrics[key],
+                    tracing=tracing,
+                    session_cache=session_cache,
+                    clock=clock,
                 )
             app.state.shops = shops
             _start_metrics_listener(deployment, metrics[keys[0]], stack)  # one registry for every shop

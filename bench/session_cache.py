@@ -15,7 +15,7 @@ from contextlib import ExitStack
 
 from app.store.pipelined import Endpoint
 from app.store.session_cache import Limit, SessionCache
-from app.store.sessions import Session, session_key
+from app.store.sessions import Session, session_key, session_prefix
 from bench import bff as bench_bff
 from bench.cpu import CpuWindow
 from bench.redis_usage import command_usage
@@ -35,7 +35,7 @@ async def new_session(config: bench_bff.BffConfig) -> str:
 def bytes_per_session(count: int = 5000) -> float:
     """Process memory one cached session takes: its decoded Session (as `load` builds it from the JSON), its
     entry and key, and its two rate-limit counters."""
-    cache = SessionCache(Endpoint(), prefix="bff:", idle_timeout=3600, max_entries=count)
+    cache = SessionCache(Endpoint(), prefixes=[session_prefix("bff:")], idle_timeout=3600, max_entries=count)
     cache.live = True  # never connected: only the bookkeeping of `end` is measured
     records = []
     for _ in range(count):
@@ -48,9 +48,10 @@ def bytes_per_session(count: int = 5000) -> float:
             Limit(f"bff:rl:graphql:1:{sid}", 300, 60_000, 60_000),
             Limit(f"bff:rl:customer:1:{sid[:16]}", 1200, 60_000, 60_000),
         )
-        token = cache.begin(sid, limits)
+        key = session_key(sid)  # as the store builds it for every request
+        token = cache.begin(key, limits)
         session = Session(sid=sid, generation=0, ttl_ms=3_600_000, **json.loads(record))
-        cache.end(sid, token, (session, session_key(sid), 2**41, 3_600_000))
+        cache.end(key, token, (session, 2**41, 3_600_000))
     used = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
     return used / count

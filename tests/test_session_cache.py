@@ -1,33 +1,50 @@
 """The session cache (BFF_SESSION_CACHE): no Redis round trip for a current copy, and every guarantee kept.
 
-In-process BFFs where the claim is about one process (what it sends to Redis, its clock); real `python -m app
-serve` processes where the claim is about what one process sees of another's changes.
+In-process BFFs where the claim is about one process (what it sends to Redis, its clock); stores of several
+shops on one cache where the claim is about keeping shops apart; real `python -m app serve` processes where
+the claim is about what one process sees of another's changes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from pathlib import Path
 
 import httpx
 import pytest
 import redis.asyncio as aioredis
+from asgi_lifespan import LifespanManager
 
-from app.store.sessions import session_key
+from app.crypto import TokenCipher
+from app.shops import load_shops
+from app.store.session_cache import SessionCache
+from app.store.sessions import Session, SessionStore, new_session_id, session_key, session_prefix
 from mock_shopify.customers import customer_number
 from mock_shopify.webhooks import signature
 from tests.helpers import (
+    BFF_URL,
+    CLIENT_ID,
+    CLIENT_SECRET,
     CSRF,
+    LOGOUT_URL,
+    SESSION_SECRET,
+    STOREFRONT,
     Clock,
     ConfigError,
     Deployment,
     Launcher,
     Process,
+    RedisConnections,
     Shop,
     browser,
+    create_app,
     eventually,
     gql,
     login,
@@ -153,6 +170,158 @@ def test_the_cache_is_refused_where_invalidations_cannot_be_trusted(shop: Shop, 
 @pytest.mark.parametrize(("url", "on"), [("redis://127.0.0.1:6379/0", True), *((url, False) for url in UNTRUSTED_URLS)])
 def test_the_default_turns_the_cache_on_only_where_invalidations_can_be_trusted(shop: Shop, url: str, on: bool) -> None:
     assert make_settings(shop.url, url).session_cache_on is on
+
+
+# --- Several shops, one cache -------------------------------------------------------------------------
+
+
+class ShopStores:
+    """Each shop's SessionStore over one Redis and one SessionCache, as the lifespan builds them."""
+
+    def __init__(self, redis: RedisConnections, cache: SessionCache, prefixes: dict[str, str]) -> None:
+        self.redis, self.cache, self.prefixes = redis, cache, prefixes
+        self.ciphers = {shop: TokenCipher([os.urandom(32)]) for shop in prefixes}  # each shop's own keys
+        self.stores = {shop: self.store(shop, cache=cache) for shop in prefixes}
+
+    def store(self, shop: str, *, cache: SessionCache | None) -> SessionStore:
+        """A store of `shop`'s; with no cache, another process's view of the same sessions."""
+        prefix = self.prefixes[shop]
+        return SessionStore(
+            self.redis, self.ciphers[shop], idle_timeout=3600, absolute_lifetime=7200, prefix=prefix, cache=cache
+        )
+
+
+@asynccontextmanager
+async def shops_on_one_cache(redis_url: str, *shops: str) -> AsyncIterator[ShopStores]:
+    run = uuid.uuid4().hex[:8]  # keys of this test's own, whatever else the suite left in Redis
+    prefixes = {shop: f"cache-{run}:{shop}:" for shop in shops}
+    redis = RedisConnections(redis_url, max_connections=4)
+    assert redis.endpoint is not None
+    cache = SessionCache(redis.endpoint, prefixes=[session_prefix(p) for p in prefixes.values()], idle_timeout=3600)
+    try:
+        async with cache:
+
+            async def live() -> bool:
+                return cache.live
+
+            await eventually(live, what="the session cache connected")
+            yield ShopStores(redis, cache, prefixes)
+    finally:
+        await redis.aclose()
+
+
+def session_of(sid: str, shop: str) -> Session:
+    """The session one shop keeps under `sid`: its access token names the shop."""
+    sub = "gid://shopify/Customer/1"
+    return Session(
+        sid=sid, sub=sub, claims={}, access_token=f"shcat_{shop}", access_expires_at=0, access_lifetime=3600,
+        refresh_token=f"shcrt_{shop}", id_token="", credential="", created_at=time.time(),
+    )  # fmt: skip
+
+
+async def cached_load(store: SessionStore, sid: str, redis: aioredis.Redis) -> Session:
+    """The session, once answered from the cache (the first read of it goes to Redis and keeps a copy)."""
+    found: list[Session] = []
+
+    async def cached() -> bool:
+        before = await hot_reads(redis)
+        session = await store.load(sid)
+        assert session is not None
+        found[:] = [session]
+        return await hot_reads(redis) == before
+
+    await eventually(cached, what="a load answered without Redis")
+    return found[0]
+
+
+async def test_each_shop_s_session_under_one_id_is_answered_from_the_one_cache(
+    redis_url: str, redis_client: aioredis.Redis
+) -> None:
+    async with shops_on_one_cache(redis_url, "a", "b") as shops:
+        sid = new_session_id("gid://shopify/Customer/1")  # the same id in both shops, each its own session
+        for shop, store in shops.stores.items():
+            await store.create(session_of(sid, shop))
+        for store in shops.stores.values():
+            await cached_load(store, sid, redis_client)
+        before = await hot_reads(redis_client)
+        loaded = {shop: await store.load(sid) for shop, store in shops.stores.items()}
+        reads = await hot_reads(redis_client) - before
+        tokens = {shop: session and session.access_token for shop, session in loaded.items()}
+        assert (tokens, reads) == ({"a": "shcat_a", "b": "shcat_b"}, 0)  # each its own, neither from Redis
+
+
+async def test_a_change_to_one_shop_s_session_drops_that_shop_s_copy_only(
+    redis_url: str, redis_client: aioredis.Redis
+) -> None:
+    async with shops_on_one_cache(redis_url, "a", "b") as shops:
+        sid = new_session_id("gid://shopify/Customer/1")
+        for shop, store in shops.stores.items():
+            await store.create(session_of(sid, shop))
+        a, b = shops.stores["a"], shops.stores["b"]
+        old = await cached_load(a, sid, redis_client)
+        await cached_load(b, sid, redis_client)
+        # Another process refreshes shop A's session: a write to A's record only, which Redis announces.
+        elsewhere = shops.store("a", cache=None)
+        assert await elsewhere.replace_if_current(replace(old, access_token="shcat_a2")) is not None
+
+        async def refreshed() -> bool:
+            session = await a.load(sid)
+            return session is not None and session.access_token == "shcat_a2"
+
+        await eventually(refreshed, what="shop A's copy dropped")
+        before = await hot_reads(redis_client)
+        kept = await b.load(sid)
+        assert (kept and kept.access_token, await hot_reads(redis_client) - before) == ("shcat_b", 0)
+
+
+# --- One cache per process, whatever the number of shops --------------------------------------------
+
+
+def shops_file(path: Path, shop_url: str, count: int) -> Path:
+    """A BFF_SHOPS_FILE of `count` shops, each at its own path prefix, all on the one stand-in."""
+    tables = [
+        f'''[shops.s{n}]
+shop_domain = "{shop_url}"
+client_id = "{CLIENT_ID}"
+client_secret = "{CLIENT_SECRET}"
+public_url = "{BFF_URL}/s{n}"
+post_logout_redirect_url = "{LOGOUT_URL}"
+allowed_origins = ["{STOREFRONT}"]
+'''
+        for n in range(count)
+    ]
+    path.write_text("\n".join(tables))
+    return path
+
+
+async def cache_connections(redis: aioredis.Redis, name: str) -> int:
+    """The connections named `name` that belong to a session cache: subscribed (P) or tracking (t)."""
+    return sum(1 for c in await redis.client_list() if c["name"] == name and set(c["flags"]) & {"P", "t"})
+
+
+@pytest.mark.parametrize("count", [1, 8])
+async def test_one_cache_opens_two_redis_connections_whatever_the_number_of_shops(
+    shop: Shop, redis_url: str, redis_client: aioredis.Redis, tmp_path: Path, count: int
+) -> None:
+    name = f"bff-{uuid.uuid4().hex[:8]}"
+    shops = load_shops(
+        shops_file(tmp_path / "shops.toml", shop.url, count),
+        redis_url=f"{redis_url}?client_name={name}",
+        bff_session_secret=SESSION_SECRET,
+        bff_session_cache="on",
+        bff_metrics_listener="off",
+    )
+    async with LifespanManager(create_app(shops)) as manager:
+
+        async def connected() -> bool:
+            return await cache_connections(redis_client, name) >= 2
+
+        await eventually(connected, what="the session cache connected")
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url=BFF_URL) as client:
+            # Every shop's store pings Redis: time enough for any other cache to have connected too.
+            assert (await client.get("/readyz")).status_code == 200
+        assert await cache_connections(redis_client, name) == 2
 
 
 # --- Two processes ------------------------------------------------------------------------------------

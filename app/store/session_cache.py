@@ -1,10 +1,12 @@
 """Decoded sessions kept in process memory, current because Redis says whenever one changes (CLIENT TRACKING).
 
-Two connections of our own: `invalidations` is subscribed (RESP2) to `__redis__:invalidate`; `tracking` ran
-`CLIENT TRACKING on REDIRECT <invalidations' id> BCAST PREFIX <prefix>session: NOLOOP`. With BCAST, every
+One cache per process, for every shop it serves: two connections of our own, however many shops.
+`invalidations` is subscribed (RESP2) to `__redis__:invalidate`; `tracking` ran `CLIENT TRACKING on REDIRECT
+<invalidations' id> BCAST PREFIX <prefix>session: PREFIX ... NOLOOP`, one PREFIX per shop. With BCAST, every
 write to any session key by any client (a refresh's SET, logout's DEL, a webhook's Lua DEL, a slide's PEXPIRE,
-an expiry, FLUSHDB) sends that key's name here, whoever read it; checked on Redis 7.0 (DOCS-cache.md). A
-message drops that session's copy; a copy being read while its message arrives is not kept (`begin`/`end`).
+an expiry, FLUSHDB) sends that key's name here, whoever read it; checked on Redis 7.0 (DOCS-cache.md). Copies
+are keyed by the session's Redis key, so two shops never share one and a message names its copy as is: it
+drops that copy; a copy being read while its message arrives is not kept (`begin`/`end`).
 
 A hit is judged here: the absolute deadline and Redis's expiry of the key (kept as a lower bound, so a copy
 never outlives Redis's), the session's and the customer's rate-limit windows counted locally. A flush every
@@ -25,7 +27,7 @@ import collections
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -84,7 +86,6 @@ class Limit(NamedTuple):
 @dataclass(slots=True)
 class _Entry:
     session: Session
-    key: str  # its Redis key
     deadline_ms: int  # the absolute deadline
     expires_ms: int  # Redis's key lives at least until then
 
@@ -150,19 +151,26 @@ class _Link(asyncio.Protocol):
 
 
 class SessionCache:
-    """The process's copies of the sessions it served (see the module docstring). Owned by the lifespan."""
+    """The process's copies of the sessions it served, for every shop (see the module docstring). Owned by
+    the lifespan; each shop's SessionStore asks it by the session's Redis key."""
 
     def __init__(
         self,
         endpoint: Endpoint,
         *,
-        prefix: str,
+        prefixes: Iterable[str],
         idle_timeout: int,
         clock: Callable[[], float] = time.time,
         max_entries: int = MAX_ENTRIES,
     ) -> None:
+        """`prefixes`: where every shop's session keys start (sessions.session_prefix), one BCAST PREFIX
+        each. `idle_timeout` is the deployment's (BFF_SESSION_IDLE_TIMEOUT): one value slides every shop's."""
         self._endpoint = endpoint
-        self._key_start = f"{prefix}session:".encode()  # BCAST's prefix: every session key, nothing else
+        # Every session key, nothing else. Redis refuses overlapping BCAST prefixes; shops' never overlap, as a
+        # shop id holds no ":" (shops.py), so `<prefix><id>:session:` never starts another shop's.
+        self._prefixes = tuple(dict.fromkeys(p.encode() for p in prefixes))
+        if not self._prefixes:
+            raise ValueError("a session cache needs the key prefix of at least one shop's sessions")
         self._idle_ms = idle_timeout * 1000
         self._slack_ms = min(60_000, self._idle_ms // 100)  # the read script's: one slide per burst
         self._clock = clock
@@ -171,7 +179,7 @@ class SessionCache:
         self._counters: dict[str, _Counter] = {}
         # Used since the last flush, and when last: slid even if the copy was dropped meanwhile.
         self._touched: dict[str, tuple[_Entry, int]] = {}
-        self._reading: dict[str, int] = {}  # sid → reads in flight
+        self._reading: dict[str, int] = {}  # key → reads in flight
         self._dirty: set[str] = set()  # in flight when its invalidation came: not kept
         self._generation = 0  # bumped whenever everything is dropped: reads begun before are not kept
         self._links: list[_Link] = []
@@ -193,13 +201,14 @@ class SessionCache:
 
     # --- the request path ---------------------------------------------------------------------------
 
-    def lookup(self, sid: str, now_ms: int, limits: tuple[Limit, ...]) -> Session | int:
-        """The session, counted against `limits`; MISS (read Redis); or OVER_SESSION/OVER_CUSTOMER."""
-        entry = self._entries.get(sid)
+    def lookup(self, key: str, now_ms: int, limits: tuple[Limit, ...]) -> Session | int:
+        """The session whose Redis key is `key`, counted against `limits`; MISS (read Redis); or
+        OVER_SESSION/OVER_CUSTOMER."""
+        entry = self._entries.get(key)
         if entry is None:
             return MISS
         if now_ms >= entry.deadline_ms or now_ms >= entry.expires_ms - SAFETY_MS:
-            del self._entries[sid]  # Redis decides: it ends the session or slides it
+            del self._entries[key]  # Redis decides: it ends the session or slides it
             return MISS
         counters = []
         for outcome, limit in enumerate(limits, start=OVER_SESSION):
@@ -214,59 +223,57 @@ class SessionCache:
             counters.append(counter)
         for counter in counters:
             counter.pending += 1
-        self._entries.move_to_end(sid)
-        self._touched[sid] = (entry, now_ms)
+        self._entries.move_to_end(key)
+        self._touched[key] = (entry, now_ms)
         return entry.session
 
-    def begin(self, sid: str, limits: tuple[Limit, ...]) -> int:
-        """Before reading `sid` from Redis: returns the token `end` needs."""
-        self._reading[sid] = self._reading.get(sid, 0) + 1
+    def begin(self, key: str, limits: tuple[Limit, ...]) -> int:
+        """Before reading the session at `key` from Redis: returns the token `end` needs."""
+        self._reading[key] = self._reading.get(key, 0) + 1
         for limit in limits:
             self._count_later(limit)
         return self._generation
 
-    def end(self, sid: str, token: int, read: tuple[Session, str, int, int] | None) -> None:
-        """After the read of `sid`: keep `read` (the session, its key, its absolute deadline and the TTL the
-        script gave it, in ms) unless it may have changed meanwhile."""
-        left = self._reading[sid] - 1
-        dirty = sid in self._dirty
+    def end(self, key: str, token: int, read: tuple[Session, int, int] | None) -> None:
+        """After the read of `key`: keep `read` (the session, its absolute deadline and the TTL the script
+        gave it, in ms) unless it may have changed meanwhile."""
+        left = self._reading[key] - 1
+        dirty = key in self._dirty
         if left:
-            self._reading[sid] = left
+            self._reading[key] = left
         else:
-            del self._reading[sid]
-            self._dirty.discard(sid)
+            del self._reading[key]
+            self._dirty.discard(key)
         if read is None or dirty or not self.live or token != self._generation:
             return
-        session, key, deadline_ms, ttl_ms = read
+        session, deadline_ms, ttl_ms = read
         # The script slides only past the slack, so Redis's TTL may be up to that much shorter than `ttl_ms`.
         now_ms = int(self._clock() * 1000)
-        self._entries[sid] = _Entry(session, key, deadline_ms, now_ms + ttl_ms - self._slack_ms)
-        self._entries.move_to_end(sid)
+        self._entries[key] = _Entry(session, deadline_ms, now_ms + ttl_ms - self._slack_ms)
+        self._entries.move_to_end(key)
         if len(self._entries) > self._max:
             self._entries.popitem(last=False)
 
-    def forget(self, sid: str) -> None:
-        """This process changed the session: drop its copy now rather than when the message comes."""
-        self._invalidate(sid)
+    def forget(self, key: str) -> None:
+        """This process changed the session at `key`: drop its copy now rather than when the message comes."""
+        self._invalidate(key)
 
     def _count_later(self, limit: Limit) -> None:
         if limit.key not in self._counters:
             self._counters[limit.key] = _Counter(limit.window_ms, limit.ends_ms)
 
-    def _invalidate(self, sid: str) -> None:
-        self._entries.pop(sid, None)
-        if sid in self._reading:
-            self._dirty.add(sid)
+    def _invalidate(self, key: str) -> None:
+        self._entries.pop(key, None)
+        if key in self._reading:
+            self._dirty.add(key)
 
     def _message(self, keys: Any) -> None:
         if not isinstance(keys, list):  # FLUSHDB / FLUSHALL: every key at once
             self._drop_all()
             return
-        start = self._key_start
         for key in keys:
-            if isinstance(key, bytes) and key.startswith(start):
-                tag, _, rest = key[len(start) + 1 :].partition(b"}")
-                self._invalidate((tag + rest).decode())
+            if isinstance(key, bytes):  # the name of a copy as is; surrogateescape: no key name can fail
+                self._invalidate(key.decode(errors="surrogateescape"))
 
     def _drop_all(self) -> None:
         self._generation += 1
@@ -335,8 +342,10 @@ class SessionCache:
         await invalidations.call(_pack(b"SUBSCRIBE", b"__redis__:invalidate"))
         tracking = await self._open()
         # NOLOOP: our own slides (plain PEXPIREs on this connection) do not drop our own copies.
-        track = (b"CLIENT", b"TRACKING", b"on", b"REDIRECT", client_id, b"BCAST", b"PREFIX", self._key_start, b"NOLOOP")
-        await tracking.call(_pack(*track))
+        prefixes = [part for prefix in self._prefixes for part in (b"PREFIX", prefix)]  # one per shop
+        await tracking.call(
+            _pack(b"CLIENT", b"TRACKING", b"on", b"REDIRECT", client_id, b"BCAST", *prefixes, b"NOLOOP")
+        )
         self._drop_all()  # reads begun before tracking was on are not kept
         self.live = True
         log.info("session cache on: Redis invalidates this process's copies")
@@ -347,10 +356,10 @@ class SessionCache:
         now_ms = int(self._clock() * 1000)
         commands, slid = [], []
         touched, self._touched = self._touched, {}
-        for entry, used_ms in touched.values():  # a PEXPIRE of a deleted key does nothing
+        for key, (entry, used_ms) in touched.items():  # a PEXPIRE of a deleted key does nothing
             until = min(used_ms + self._idle_ms, entry.deadline_ms)  # idle from the last use, not from now
             if until > now_ms and until - entry.expires_ms > self._slack_ms:
-                commands.append(_pack(b"PEXPIRE", entry.key, until - now_ms))
+                commands.append(_pack(b"PEXPIRE", key, until - now_ms))
                 slid.append((entry, until))
         counted = []
         crowded = len(self._counters) > 2 * self._max  # bounded too: totals of idle counters are re-read

@@ -158,19 +158,26 @@ def _split(sid: str) -> tuple[str, str]:
     return sid, ""
 
 
+def session_prefix(prefix: str = DEFAULT_PREFIX) -> str:
+    """Where every session record's key starts, under the key `prefix` (BFF_REDIS_PREFIX, or a shop's)."""
+    return f"{prefix}session:"
+
+
 def session_key(sid: str, prefix: str = DEFAULT_PREFIX) -> str:
     """The Redis key of a session record, under the deployment's key `prefix` (BFF_REDIS_PREFIX)."""
-    tag, rest = _split(sid)
+    return _record_key(prefix, *_split(sid))
+
+
+# The hot path's keys from a split id (`load` splits it once for all three).
+def _record_key(prefix: str, tag: str, rest: str) -> str:
     return f"{prefix}session:{{{tag}}}{rest}"
 
 
-def _rate_key(prefix: str, sid: str, window: int) -> str:
-    tag, rest = _split(sid)
+def _rate_key(prefix: str, tag: str, rest: str, window: int) -> str:
     return f"{prefix}rl:graphql:{window}:{{{tag}}}{rest}"
 
 
-def _customer_rate_key(prefix: str, sid: str, window: int) -> str | None:
-    tag, rest = _split(sid)
+def _customer_rate_key(prefix: str, tag: str, rest: str, window: int) -> str | None:
     return f"{prefix}rl:customer:{window}:{{{tag}}}" if rest else None
 
 
@@ -330,12 +337,15 @@ class SessionStore:
         per_session, per_customer = rates.session, rates.customer
         index = int(now // per_session.period)
         customer_index = int(now // per_customer.period)
-        customer_key = _customer_rate_key(self._prefix, sid, customer_index)
+        tag, rest = _split(sid)
+        prefix = self._prefix
+        key = _record_key(prefix, tag, rest)
+        customer_key = _customer_rate_key(prefix, tag, rest, customer_index)
         customer_limit = per_customer.amount if customer_key is not None else 0
-        rate_key = _rate_key(self._prefix, sid, index)
+        rate_key = _rate_key(prefix, tag, rest, index)
         cache = self._cache
         if cache is None or not cache.live:
-            read = await self._read_through(sid, now, rates, rate_key, customer_key, customer_limit)
+            read = await self._read_through(sid, key, now, rates, rate_key, customer_key, customer_limit)
             return read[0] if read is not None else None
         counted: tuple[Limit, ...] = ()
         if per_session.amount > 0:
@@ -344,24 +354,32 @@ class SessionStore:
         if customer_key is not None and customer_limit > 0:
             span = per_customer.period * 1000
             counted += (Limit(customer_key, customer_limit, span, (customer_index + 1) * span),)
-        hit = cache.lookup(sid, int(now * 1000), counted)
+        # By the record's key, not the id: the cache serves every shop, and each shop has its own prefix.
+        hit = cache.lookup(key, int(now * 1000), counted)
         if not isinstance(hit, int):
             return hit
         if hit != MISS:
             self._refuse(sid, now, rates, b"1" if hit == OVER_SESSION else b"2")
-        token = cache.begin(sid, counted)
+        token = cache.begin(key, counted)
         read = None
         try:
-            read = await self._read_through(sid, now, rates, rate_key, customer_key, customer_limit)
+            read = await self._read_through(sid, key, now, rates, rate_key, customer_key, customer_limit)
         finally:
-            cache.end(sid, token, read)
+            cache.end(key, token, read)
         return read[0] if read is not None else None
 
     async def _read_through(
-        self, sid: str, now: float, rates: SessionRates, rate_key: str, customer_key: str | None, customer_limit: int
-    ) -> tuple[Session, str, int, int] | None:
-        """`load` from Redis: the session, its key, its absolute deadline and its TTL (ms), for the cache."""
-        key = session_key(sid, self._prefix)
+        self,
+        sid: str,
+        key: str,
+        now: float,
+        rates: SessionRates,
+        rate_key: str,
+        customer_key: str | None,
+        customer_limit: int,
+    ) -> tuple[Session, int, int] | None:
+        """`load` from Redis (`key` is the record's): the session, its absolute deadline and its TTL (ms),
+        for the cache."""
         found = await guarded(
             self._read(
                 keys=[key, rate_key, customer_key or rate_key],
@@ -392,7 +410,7 @@ class SessionStore:
             )
         ttl = int(values[1])
         session = Session(sid=sid, generation=int(generation), ttl_ms=ttl, **records.decode(plain))
-        return session, key, int(deadline), ttl
+        return session, int(deadline), ttl
 
     def _refuse(self, sid: str, now: float, rates: SessionRates, which: bytes) -> None:
         """Raise the 429 for the session's limit (`which` b"1") or its customer's (b"2")."""
@@ -454,7 +472,7 @@ class SessionStore:
     def _forget(self, sid: str) -> None:
         # This process's own change: its copy goes now, not when Redis's invalidation arrives.
         if self._cache is not None:
-            self._cache.forget(sid)
+            self._cache.forget(session_key(sid, self._prefix))
 
     # --- the per-customer index -------------------------------------------------------------------
 
@@ -517,7 +535,7 @@ class SessionStore:
                     self._now_ms(),
                     self._absolute_ms,
                     WEBHOOK_MEMORY_MS if webhook_id else "",
-                    f"{self._prefix}session:",
+                    session_prefix(self._prefix),
                 ],
             )
         )
@@ -595,7 +613,7 @@ class SessionStore:
                 counts[2 if position is None else min(position, 1)] += 1
             keys.clear()
 
-        async for key in self._redis.scan_iter(match=f"{self._prefix}session:*", count=batch):
+        async for key in self._redis.scan_iter(match=f"{session_prefix(self._prefix)}*", count=batch):
             keys.append(key)
             if len(keys) >= batch:
                 await tally()
