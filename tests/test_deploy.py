@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from app.shops import SHOP_KEYS, Shops, load_configuration
 from devkit.redis_server import free_port
 from tests.helpers import (
     ROOT,
@@ -512,3 +513,134 @@ async def test_image_command_serves_and_drains_on_sigterm(
     assert run_healthcheck(bff.port, tmp_path) == 1
     if returncode != 0:
         raise UncleanExit(f"exit code {returncode} after SIGTERM:\n{bff.output()[-2000:]}")
+
+
+# --- deploy/docker-compose.shops.yml: several shops -----------------------------------------------
+
+
+SHOPS_FILES = ("deploy/docker-compose.shops.yml",)
+SHOPS_MOUNT = "/etc/bff/shops.toml"
+# What deploy/shops.example.toml's env: references name, as an operator would write them in BFF_SHOPS_SECRETS.
+SHOP_SECRETS = {
+    "SNOWBOARDS_CLIENT_SECRET": "snowboards-9f8e7d6c5b4a",
+    "SNOWBOARDS_STOREFRONT_TOKEN": "shpat_snowboards_0a1b2c3d",
+    "SNOWBOARDS_WEBHOOK_SECRET": "whsec-snowboards-5e6f7a8b",
+    "SURFBOARDS_CLIENT_SECRET": "surfboards-1a2b3c4d5e6f",
+}
+
+
+def per_shop_variables() -> set[str]:
+    """The variables a shops file replaces: the BFF refuses to start with one of them in its environment."""
+    return {field.upper() for field in SHOP_KEYS.values()}
+
+
+def shops_values(tmp_path: Path, secrets: dict[str, str] = SHOP_SECRETS) -> dict[str, str]:
+    """Compose's variables for the shops file: the example shops file, and a secrets env file written here."""
+    secrets_file = tmp_path / "shops.env"
+    secrets_file.write_text("".join(f"{name}={value}\n" for name, value in secrets.items()))
+    return {
+        "BFF_SHOPS": str(ROOT / "deploy" / "shops.example.toml"),
+        "BFF_SHOPS_SECRETS": str(secrets_file),
+        "BFF_SESSION_SECRET": PRODUCTION_VALUES["BFF_SESSION_SECRET"],
+    }
+
+
+def load_container_configuration(environment: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Settings | Shops:
+    """As load_container_settings, through app.shops.load_configuration (what `serve` calls), with the shops file
+    the container sees at BFF_SHOPS_FILE read from the host file mounted there."""
+    for name in os.environ:
+        if name.startswith(("SHOPIFY_", "BFF_", "REDIS_URL")):
+            monkeypatch.delenv(name)
+    for name, value in environment.items():
+        if value is not None:
+            monkeypatch.setenv(name, str(value))
+    monkeypatch.chdir(ROOT / "tests")  # no `.env` here
+    return load_configuration()
+
+
+def mounted_source(service: dict[str, Any], target: str) -> str:
+    (volume,) = [v for v in service.get("volumes", []) if isinstance(v, dict) and v.get("target") == target]
+    assert volume["type"] == "bind" and volume["read_only"] is True, volume
+    source: str = volume["source"]
+    return source
+
+
+def test_compose_shops_file_runs_the_bff_and_redis_with_the_shops_file_mounted_read_only(
+    compose: Compose, tmp_path: Path
+) -> None:
+    values = shops_values(tmp_path)
+    result = compose(values, files=SHOPS_FILES)
+    assert result.returncode == 0, result.stderr
+    services = load_yaml(result.stdout)["services"]
+    assert set(services) == {"bff", "redis"}
+    bff = services["bff"]
+    assert mounted_source(bff, SHOPS_MOUNT) == values["BFF_SHOPS"]
+    assert bff["environment"]["BFF_SHOPS_FILE"] == SHOPS_MOUNT
+    # The same image, Redis and wiring as docker-compose.yml's single shop.
+    single = load_yaml(compose(PRODUCTION_VALUES).stdout)["services"]
+    assert services["redis"] == single["redis"]
+    for key in ("build", "image", "read_only", "depends_on", "restart", "stop_grace_period"):
+        assert bff[key] == single["bff"][key], key
+    assert bff["environment"]["REDIS_URL"] == single["bff"]["environment"]["REDIS_URL"]
+
+
+def test_compose_shops_file_publishes_only_the_bff_and_on_loopback(compose: Compose, tmp_path: Path) -> None:
+    values = shops_values(tmp_path)
+    services = load_yaml(compose(values, files=SHOPS_FILES).stdout)["services"]
+    assert {name: published(service) for name, service in services.items()} == {
+        "bff": {("127.0.0.1", 8000, 8000)},
+        "redis": set(),
+    }
+    moved = compose({**values, "BFF_PUBLISH": "10.0.0.5:8080"}, files=SHOPS_FILES)
+    assert published(load_yaml(moved.stdout)["services"]["bff"]) == {("10.0.0.5", 8080, 8000)}
+
+
+def test_compose_shops_file_passes_the_deployment_settings_and_no_per_shop_one(
+    compose: Compose, tmp_path: Path
+) -> None:
+    # Every per-shop variable set where compose reads its variables (a single shop's leftovers in the shell)...
+    leftovers = dict.fromkeys(per_shop_variables(), "leftover") | {"BFF_LOG_LEVEL": "debug"}
+    result = compose({**shops_values(tmp_path), **leftovers}, files=SHOPS_FILES)
+    assert result.returncode == 0, result.stderr
+    environment = load_yaml(result.stdout)["services"]["bff"]["environment"]
+    # ... reaches the container as none, where the BFF would refuse to start naming it.
+    assert set(environment) & per_shop_variables() == set()
+    # Every deployment-level variable of .env.example does, and the shops' secrets from BFF_SHOPS_SECRETS.
+    assert env_example_names() - per_shop_variables() <= set(environment)
+    assert environment["BFF_LOG_LEVEL"] == "debug"
+    assert {name: environment[name] for name in SHOP_SECRETS} == SHOP_SECRETS
+
+
+@pytest.mark.parametrize("missing", ["BFF_SHOPS", "BFF_SHOPS_SECRETS", "BFF_SESSION_SECRET"])
+def test_compose_shops_file_refuses_to_start_without_a_required_setting(
+    compose: Compose, tmp_path: Path, missing: str
+) -> None:
+    values = {name: value for name, value in shops_values(tmp_path).items() if name != missing}
+    result = compose(values, files=SHOPS_FILES)
+    assert result.returncode == 1
+    assert missing in result.stderr
+
+
+def test_compose_shops_file_and_the_example_shops_make_a_configuration_the_app_accepts(
+    compose: Compose, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    bff = load_yaml(compose(shops_values(tmp_path), files=SHOPS_FILES).stdout)["services"]["bff"]
+    environment = {**bff["environment"], "BFF_SHOPS_FILE": mounted_source(bff, SHOPS_MOUNT)}
+    configuration = load_container_configuration(environment, monkeypatch)
+    assert isinstance(configuration, Shops)
+    assert configuration.ids == ("snowboards", "surfboards")
+    surfboards = configuration.by_id("surfboards")
+    assert surfboards.shopify_client_secret.get_secret_value() == SHOP_SECRETS["SURFBOARDS_CLIENT_SECRET"]
+    assert surfboards.bff_dev_mode is False
+    assert surfboards.redis_url == "redis://redis:6379/0"
+
+
+def test_compose_shops_file_with_a_per_shop_variable_among_the_secrets_stops_the_bff_naming_it(
+    compose: Compose, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # The secrets file is passed whole: a single shop's variable copied into it reaches the container.
+    values = shops_values(tmp_path, {**SHOP_SECRETS, "SHOPIFY_CLIENT_SECRET": "a1b2c3d4e5f6"})
+    bff = load_yaml(compose(values, files=SHOPS_FILES).stdout)["services"]["bff"]
+    environment = {**bff["environment"], "BFF_SHOPS_FILE": mounted_source(bff, SHOPS_MOUNT)}
+    with pytest.raises(ConfigError, match="SHOPIFY_CLIENT_SECRET: set per shop in BFF_SHOPS_FILE"):
+        load_container_configuration(environment, monkeypatch)
