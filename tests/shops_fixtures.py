@@ -13,7 +13,7 @@ import contextlib
 import json
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,6 +99,17 @@ def stand_in(spec: ShopSpec, *, base_url: str | None = None, port: int | None = 
         logout_uris=[spec.logout_url],
     )
     return ServerThread(create_mock_app(config), port)
+
+
+@contextlib.contextmanager
+def every_stand_in() -> Iterator[dict[str, ServerThread]]:
+    """Every shop's stand-in, started, by shop id; stopped on exit."""
+    servers = {spec.id: stand_in(spec).start() for spec in SHOPS}
+    try:
+        yield servers
+    finally:
+        for server in servers.values():
+            server.stop()
 
 
 def shop_table(spec: ShopSpec, shop_url: str, **extra: TableValue) -> dict[str, TableValue]:

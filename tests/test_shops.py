@@ -50,6 +50,7 @@ from tests.shops_fixtures import (
     ShopSpec,
     Table,
     deployment_settings,
+    every_stand_in,
     free_port,
     load_shops,
     running_shops,
@@ -70,12 +71,8 @@ SECURITY_HEADERS = {
 
 @pytest.fixture(scope="module")
 def stand_ins() -> Iterator[dict[str, ServerThread]]:
-    servers = {spec.id: stand_in(spec).start() for spec in SHOPS}
-    try:
+    with every_stand_in() as servers:
         yield servers
-    finally:
-        for server in servers.values():
-            server.stop()
 
 
 @pytest.fixture

@@ -27,10 +27,10 @@ from tests.shops_fixtures import (
     SHOPS,
     Table,
     TableValue,
+    every_stand_in,
     free_port,
     load_shops,
     shop_table,
-    stand_in,
     write_shops_file,
 )
 
@@ -167,12 +167,8 @@ def test_secrets_given_as_env_references_are_read_from_the_environment(tmp_path:
 
 @pytest.fixture(scope="module")
 def stand_ins() -> Iterator[dict[str, ServerThread]]:
-    servers = {spec.id: stand_in(spec).start() for spec in SHOPS}
-    try:
+    with every_stand_in() as servers:
         yield servers
-    finally:
-        for server in servers.values():
-            server.stop()
 
 
 def serving_env(path: Path, redis_url: str) -> dict[str, str]:
