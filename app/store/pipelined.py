@@ -49,12 +49,26 @@ class Endpoint:
     connect_timeout: float = 2.0
 
 
-def _pack(*args: bytes | str | int) -> bytes:
+def pack(*args: bytes | str | int) -> bytes:
+    """One command in RESP, ready to write."""
     out = [b"*%d\r\n" % len(args)]
     for arg in args:
         data = arg if isinstance(arg, bytes) else str(arg).encode()
         out.append(b"$%d\r\n%s\r\n" % (len(data), data))
     return b"".join(out)
+
+
+def setup_commands(to: Endpoint) -> list[bytes]:
+    """What every raw connection of ours sends first, as redis-py would for REDIS_URL: AUTH, the client name,
+    the database (the hot path's connection and the session cache's both)."""
+    commands = []
+    if to.password is not None:  # AUTH <password> alone is the `default` user, and works before Redis 6
+        commands.append(pack(b"AUTH", *([to.username] if to.username else []), to.password))
+    if to.client_name:
+        commands.append(pack(b"CLIENT", b"SETNAME", to.client_name))
+    if to.db:
+        commands.append(pack(b"SELECT", to.db))
+    return commands
 
 
 class _Connection(asyncio.Protocol):
@@ -123,20 +137,20 @@ class ScriptRunner:
 
     async def __call__(self, keys: list[str], args: list[Any]) -> Any:
         conn = await self._connection()
-        reply = await conn.send(_pack(b"EVALSHA", self._sha, len(keys), *keys, *args))
+        reply = await conn.send(pack(b"EVALSHA", self._sha, len(keys), *keys, *args))
         if isinstance(reply, hiredis.ReplyError):
             if not str(reply).startswith("NOSCRIPT"):
                 raise ResponseError(str(reply))
             # Redis restarted or its script cache was flushed: load the script once, then retry.
-            await conn.send(_pack(b"SCRIPT", b"LOAD", self._script))
-            reply = await conn.send(_pack(b"EVALSHA", self._sha, len(keys), *keys, *args))
+            await conn.send(pack(b"SCRIPT", b"LOAD", self._script))
+            reply = await conn.send(pack(b"EVALSHA", self._sha, len(keys), *keys, *args))
             if isinstance(reply, hiredis.ReplyError):
                 raise ResponseError(str(reply))
         return reply
 
     async def ping(self) -> None:
         """A round trip on the very connection the script uses (connecting first if need be), for readiness."""
-        reply = await (await self._connection()).send(_pack(b"PING"))
+        reply = await (await self._connection()).send(pack(b"PING"))
         if isinstance(reply, hiredis.ReplyError):  # a refused PING is the connection's state, not a bad script
             raise RedisConnectionError(f"Redis refused PING: {reply}")
 
@@ -165,15 +179,7 @@ class ScriptRunner:
     async def _handshake(self, conn: _Connection) -> None:
         # Sent in one write, read in order. The PING makes a connection Redis accepts but will not serve
         # (NOAUTH, max clients) fail here, as a connection error, instead of on the first script call.
-        to = self._endpoint
-        commands = []
-        if to.password is not None:  # AUTH <password> alone is the `default` user, and works before Redis 6
-            commands.append(_pack(b"AUTH", *([to.username] if to.username else []), to.password))
-        if to.client_name:
-            commands.append(_pack(b"CLIENT", b"SETNAME", to.client_name))
-        if to.db:
-            commands.append(_pack(b"SELECT", to.db))
-        commands.append(_pack(b"PING"))
+        commands = [*setup_commands(self._endpoint), pack(b"PING")]
         futures = [conn.send(command) for command in commands]
         for reply in [await future for future in futures]:
             if isinstance(reply, hiredis.ReplyError):

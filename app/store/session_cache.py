@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import hiredis
 
-from app.store.pipelined import Endpoint
+from app.store.pipelined import Endpoint, pack, setup_commands
 
 if TYPE_CHECKING:
     from app.store.sessions import Session
@@ -63,14 +63,6 @@ return totals
 
 # A connection lost, refused or stuck, or a reply we cannot read: all mean "stop trusting the copies".
 _FAILURES = (OSError, TimeoutError, hiredis.ProtocolError, ValueError)
-
-
-def _pack(*args: bytes | str | int) -> bytes:
-    out = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        data = arg if isinstance(arg, bytes) else str(arg).encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(out)
 
 
 class Limit(NamedTuple):
@@ -326,40 +318,31 @@ class SessionCache:
         async with asyncio.timeout(to.connect_timeout):
             _, link = await loop.create_connection(lambda: _Link(self._message, self._lost), to.host, to.port)
         self._links.append(link)
-        setup = []
-        if to.password is not None:
-            setup.append(_pack(b"AUTH", *([to.username] if to.username else []), to.password))
-        if to.client_name:  # as every other connection of the BFF's (REDIS_URL's client_name)
-            setup.append(_pack(b"CLIENT", b"SETNAME", to.client_name))
-        if to.db:
-            setup.append(_pack(b"SELECT", to.db))
-        await link.call(*setup, _pack(b"PING"))
+        await link.call(*setup_commands(to), pack(b"PING"))
         return link
 
     async def _connect(self) -> None:
         invalidations = await self._open()
-        (client_id,) = await invalidations.call(_pack(b"CLIENT", b"ID"))
-        await invalidations.call(_pack(b"SUBSCRIBE", b"__redis__:invalidate"))
+        (client_id,) = await invalidations.call(pack(b"CLIENT", b"ID"))
+        await invalidations.call(pack(b"SUBSCRIBE", b"__redis__:invalidate"))
         tracking = await self._open()
         # NOLOOP: our own slides (plain PEXPIREs on this connection) do not drop our own copies.
         prefixes = [part for prefix in self._prefixes for part in (b"PREFIX", prefix)]  # one per shop
-        await tracking.call(
-            _pack(b"CLIENT", b"TRACKING", b"on", b"REDIRECT", client_id, b"BCAST", *prefixes, b"NOLOOP")
-        )
+        await tracking.call(pack(b"CLIENT", b"TRACKING", b"on", b"REDIRECT", client_id, b"BCAST", *prefixes, b"NOLOOP"))
         self._drop_all()  # reads begun before tracking was on are not kept
         self.live = True
         log.info("session cache on: Redis invalidates this process's copies")
 
     async def _flush(self) -> None:
         invalidations, tracking = self._links
-        await invalidations.call(_pack(b"PING"))  # a silent connection is as bad as a lost one
+        await invalidations.call(pack(b"PING"))  # a silent connection is as bad as a lost one
         now_ms = int(self._clock() * 1000)
         commands, slid = [], []
         touched, self._touched = self._touched, {}
         for key, (entry, used_ms) in touched.items():  # a PEXPIRE of a deleted key does nothing
             until = min(used_ms + self._idle_ms, entry.deadline_ms)  # idle from the last use, not from now
             if until > now_ms and until - entry.expires_ms > self._slack_ms:
-                commands.append(_pack(b"PEXPIRE", key, until - now_ms))
+                commands.append(pack(b"PEXPIRE", key, until - now_ms))
                 slid.append((entry, until))
         counted = []
         crowded = len(self._counters) > 2 * self._max  # bounded too: totals of idle counters are re-read
@@ -370,7 +353,7 @@ class SessionCache:
                 counted.append((key, counter, counter.pending))
         if counted:
             args = [str(x) for _, c, n in counted for x in (n, c.window_ms)]
-            commands.append(_pack(b"EVAL", _COUNT, len(counted), *(k for k, _, _ in counted), *args))
+            commands.append(pack(b"EVAL", _COUNT, len(counted), *(k for k, _, _ in counted), *args))
         if not commands:
             return
         replies = await tracking.call(*commands)
