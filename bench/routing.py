@@ -16,6 +16,7 @@ import asyncio
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -83,14 +84,36 @@ async def _per_call_ns(app: ASGIApp, scope: Scope, calls: int, repeats: int) -> 
     return best
 
 
-async def main(counts: list[int], calls: int, repeats: int) -> int:
+@dataclass
+class RoutingCost:
+    """Nanoseconds per request: the do-nothing app called directly, and through the router of N shops."""
+
+    direct_ns: float
+    routed_ns: dict[int, float] = field(default_factory=dict)  # shops in the file -> ns per request
+    calls: int = 0
+    repeats: int = 0
+
+    def added_ns(self, count: int) -> float:
+        """What the router of `count` shops adds to a request."""
+        return self.routed_ns[count] - self.direct_ns
+
+
+async def measure(counts: list[int], *, calls: int = 200_000, repeats: int = 7) -> RoutingCost:
+    """The router's cost for each number of shops in `counts`."""
     with tempfile.TemporaryDirectory() as where:
         direct = await _per_call_ns(_nothing, request_scope("127.0.0.1:8000"), calls, repeats)
-        print(f"the inner app called directly: {direct:6.0f} ns per request (lowest of {repeats} x {calls:,})")
+        cost = RoutingCost(direct, calls=calls, repeats=repeats)
         for count in counts:
             router, host = router_for(count, Path(where))
-            routed = await _per_call_ns(router, request_scope(host), calls, repeats)
-            print(f"through the router, {count:>3} shops:  {routed:6.0f} ns  (routing {routed - direct:+5.0f} ns)")
+            cost.routed_ns[count] = await _per_call_ns(router, request_scope(host), calls, repeats)
+    return cost
+
+
+async def main(counts: list[int], calls: int, repeats: int) -> int:
+    cost = await measure(counts, calls=calls, repeats=repeats)
+    print(f"the inner app called directly: {cost.direct_ns:6.0f} ns per request (lowest of {repeats} x {calls:,})")
+    for count, routed in cost.routed_ns.items():
+        print(f"through the router, {count:>3} shops:  {routed:6.0f} ns  (routing {cost.added_ns(count):+5.0f} ns)")
     return 0
 
 

@@ -3,7 +3,8 @@
 1. Redis, a minimal upstream, a bare aiohttp proxy and the BFF (alone, with its session cache, and serving 2
    and 50 shops from a BFF_SHOPS_FILE); wrk at c8/c32/c128 against each.
 2. Redis commands per proxied request, and Redis memory per session.
-3. A py-spy profile of the BFF under load (skipped when py-spy is not installed).
+3. A py-spy profile of the BFF under load (skipped when py-spy is not installed); the shop router's own cost
+   per request, in-process (bench/routing.py).
 4. The Shopify stand-in with a second BFF: logins per second, and a refresh stampede.
 """
 
@@ -26,7 +27,7 @@ import httpx
 from redis.asyncio import Redis
 
 from bench import bff as bench_bff
-from bench import profiling
+from bench import profiling, routing
 from bench.abuse import abuse
 from bench.cpu import CpuWindow
 from bench.logins import login_rate
@@ -196,6 +197,10 @@ async def _proxy_benchmarks(results: Results, redis: RedisProcess, rounds: int, 
             results.memory = await session_memory(services.sessions, db)
         print("profile ...", flush=True)
         _profile(results, bff, bff.url + "/graphql", cookie)
+    print("routing: the shop router alone ...", flush=True)
+    results.routing = await routing.measure([1, *SHOP_COUNTS], calls=100_000)
+    for count in results.routing.routed_ns:
+        print(f"  {count} shop(s): +{results.routing.added_ns(count):.0f} ns per request", flush=True)
 
 
 async def _login_benchmarks(results: Results, redis: RedisProcess) -> None:
