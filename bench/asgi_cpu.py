@@ -8,6 +8,10 @@ figures are medians over the batches, with the median of the per-batch ratios fo
 A batch must be long enough to include its share of the periodic costs (a full garbage collection came
 every few thousand requests): a minimum over short batches would hide exactly those.
 uvicorn's own share is the same for every app and is left out, so this isolates what the app adds.
+
+`--shops N` also measures the BFF serving N shops from a BFF_SHOPS_FILE (bench/shops.py), its requests for
+the last shop of the file by their Host header: its difference from the single-shop BFF is what routing
+among shops (and whatever else a multi-shop deployment does per request) costs, without network noise.
 """
 
 from __future__ import annotations
@@ -114,7 +118,7 @@ async def _serve(app: Any, headers: list[tuple[bytes, bytes]], out: TextIO) -> N
 
 
 def worker(spec: str) -> None:
-    """Run inside a worker process: `spec` is JSON {kind, env, cookie}."""
+    """Run inside a worker process: `spec` is JSON {kind, env, cookie, host (optional)}."""
     import uvloop
 
     config = json.loads(spec)
@@ -123,7 +127,8 @@ def worker(spec: str) -> None:
     os.dup2(2, 1)
     os.environ.update(config["env"])
     module = importlib.import_module("app.main" if config["kind"] == "bff" else "bench.bare_proxy")
-    headers = [(b"host", b"127.0.0.1:8000"), (b"content-type", b"application/json")]
+    host = config.get("host") or "127.0.0.1:8000"
+    headers = [(b"host", host.encode()), (b"content-type", b"application/json")]
     headers.append((b"content-length", str(len(BODY)).encode()))
     if config.get("cookie"):
         headers += [(b"cookie", config["cookie"].encode()), (b"x-csrf", b"1")]
@@ -145,8 +150,10 @@ class Worker:
         return float(reply["cpu"]) * 1e6 / requests
 
 
-def _start_worker(name: str, kind: str, env: dict[str, str], cookie: str | None, cwd: Path) -> Worker:
-    spec = json.dumps({"kind": kind, "env": env, "cookie": cookie})
+def _start_worker(
+    name: str, kind: str, env: dict[str, str], cookie: str | None, cwd: Path, host: str | None = None
+) -> Worker:
+    spec = json.dumps({"kind": kind, "env": env, "cookie": cookie, "host": host})
     proc = subprocess.Popen(
         [sys.executable, "-c", _WORKER, str(Path(__file__).resolve()), spec],
         cwd=cwd,
@@ -163,12 +170,19 @@ def _start_worker(name: str, kind: str, env: dict[str, str], cookie: str | None,
 
 
 async def main(
-    *, batches: int, requests: int, concurrencies: list[int], against: str | None, cache: bool = False
+    *,
+    batches: int,
+    requests: int,
+    concurrencies: list[int],
+    against: str | None,
+    cache: bool = False,
+    shops: int | None = None,
 ) -> int:
     from bench import bff as bench_bff
     from bench.cpu_per_request import _export
-    from bench.run import new_session
+    from bench.run import OUT, new_session
     from bench.servers import ROOT, Server, uvicorn_args
+    from bench.shops import new_shops_config
     from bench.upstream import GRAPHQL_PATH
     from devkit.redis_server import free_port, start_redis
 
@@ -192,6 +206,11 @@ async def main(
         if against is not None:
             env = {**replace(config, port=free_port()).env(), **extra}
             workers.append(_start_worker(f"BFF@{against}", "bff", env, cookie, _export(against)))
+        shops_name = f"BFF, {shops} shops"
+        if shops is not None:
+            multi = new_shops_config(shops, free_port(), origin, redis.url, OUT)
+            env = {**multi.env(), **extra}
+            workers.append(_start_worker(shops_name, "bff", env, await new_session(multi), ROOT, multi.host))
         for w in workers:
             stack.callback(w.proc.kill)
         for connections in concurrencies:
@@ -214,6 +233,14 @@ async def main(
                     f"{statistics.median(ratios):.3f} (quartiles {ratios[len(ratios) // 4]:.3f} .. "
                     f"{ratios[3 * len(ratios) // 4]:.3f})"
                 )
+            if shops is not None:
+                multi_us = statistics.median(figures[shops_name])
+                ratios = sorted(a / b for a, b in zip(figures[shops_name], figures["BFF"], strict=True))
+                print(
+                    f"  {shops_name} vs BFF: {bff:.1f} → {multi_us:.1f} µs ({multi_us - bff:+.1f}); per-batch ratio "
+                    f"median {statistics.median(ratios):.3f} (quartiles {ratios[len(ratios) // 4]:.3f} .. "
+                    f"{ratios[3 * len(ratios) // 4]:.3f})"
+                )
     return 0
 
 
@@ -224,6 +251,7 @@ def cli() -> int:
     parser.add_argument("-c", "--connections", type=int, action="append", help="in flight; repeat (default 1, 32)")
     parser.add_argument("--against", metavar="REF", help="also measure the BFF as committed at this git ref")
     parser.add_argument("--cache", action="store_true", help="run the BFF(s) with BFF_SESSION_CACHE=on")
+    parser.add_argument("--shops", type=int, metavar="N", help="also measure the BFF serving N shops (BFF_SHOPS_FILE)")
     args = parser.parse_args()
     return asyncio.run(
         main(
@@ -232,6 +260,7 @@ def cli() -> int:
             concurrencies=args.connections or [1, 32],
             against=args.against,
             cache=args.cache,
+            shops=args.shops,
         )
     )
 

@@ -8,6 +8,8 @@ from bench.abuse import AbuseResult
 from bench.logins import LoginRate
 from bench.profiling import Profile
 from bench.redis_usage import CommandUsage, SessionMemory
+from bench.routing import RoutingCost
+from bench.shops import process_name, target_name
 from bench.stampede import StampedeResult
 from bench.wrk import WrkResult
 
@@ -43,6 +45,8 @@ class Results:
     profile_note: str = ""
     seconds: float = 0.0
     bff_errors: dict[str, int] = field(default_factory=dict)  # "503 session_store_unavailable" -> count
+    shop_counts: tuple[int, ...] = ()  # the multi-shop BFFs measured too (bench/shops.py)
+    routing: RoutingCost | None = None  # the shop router alone (bench/routing.py)
 
     def run(self, target: str, connections: int) -> Run:
         """The best of the rounds (other load on a shared machine only ever lowers a figure)."""
@@ -51,6 +55,9 @@ class Results:
 
     def concurrencies(self) -> list[int]:
         return sorted({r.wrk.connections for r in self.runs})
+
+    def targets(self) -> tuple[str, ...]:
+        return (*TARGETS, *(target_name(n) for n in self.shop_counts))
 
 
 def _verdict(ok: bool) -> str:
@@ -71,9 +78,10 @@ def _throughput(res: Results) -> list[str]:
         "bare proxy": ("proxy", "upstream"),
         "BFF": ("bff", "upstream", "redis"),
         "BFF, cache on": ("bff-cache", "upstream", "redis"),
+        **{target_name(n): (process_name(n), "upstream", "redis") for n in res.shop_counts},
     }
     for c in res.concurrencies():
-        for target in TARGETS:
+        for target in res.targets():
             r = res.run(target, c)
             w = r.wrk
             other = "?" if r.other_cores is None else f"{r.other_cores:.2f}"
@@ -84,23 +92,101 @@ def _throughput(res: Results) -> list[str]:
             lines.append(
                 f"| {target} | {c} | {w.rps:,.0f} | {latency} | {errors} | {_cpu(r, *involved[target])} | {other} |"
             )
+    multi = bool(res.shop_counts)
     lines += [
         "",
         "| BFF | conns | BFF / bare proxy | BFF / upstream | added p50 vs proxy | added p99 vs proxy "
-        "| added p50 vs upstream | BFF CPU per request vs proxy |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| added p50 vs upstream | BFF CPU per request vs proxy |" + (" vs the one-shop BFF |" if multi else ""),
+        "|---|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if multi else ""),
     ]
-    for target, process in (("BFF", "bff"), ("BFF, cache on", "bff-cache")):
+    shops = ((target_name(n), process_name(n)) for n in res.shop_counts)
+    bffs = (("BFF", "bff"), ("BFF, cache on", "bff-cache"), *shops)
+    for target, process in bffs:
         for c in res.concurrencies():
             up, proxy, bff = res.run("upstream", c), res.run("bare proxy", c), res.run(target, c)
             bff_cpu, proxy_cpu = bff.cpu_us_per_request.get(process), proxy.cpu_us_per_request.get("proxy")
             cpu = f"{bff_cpu:.0f} vs {proxy_cpu:.0f} µs (+{bff_cpu - proxy_cpu:.0f})" if bff_cpu and proxy_cpu else "?"
-            lines.append(
+            line = (
                 f"| {target} | {c} | {bff.wrk.rps / proxy.wrk.rps:.2f}x | {bff.wrk.rps / up.wrk.rps:.0%} "
                 f"| {bff.wrk.p50_ms - proxy.wrk.p50_ms:+.2f} ms | {bff.wrk.p99_ms - proxy.wrk.p99_ms:+.2f} ms "
                 f"| {bff.wrk.p50_ms - up.wrk.p50_ms:+.2f} ms | {cpu} |"
             )
+            if multi:
+                line += f" {_versus_one_shop(res, target, process, c)} |"
+            lines.append(line)
+    if multi:
+        lines += ["", _routing(res)]
     return lines
+
+
+def _shop_cpu(res: Results, target: str, process: str, connections: int) -> float | None:
+    return res.run(target, connections).cpu_us_per_request.get(process)
+
+
+def _versus_one_shop(res: Results, target: str, process: str, connections: int) -> str:
+    """A multi-shop BFF's req/s and CPU per request against the single-shop BFF's in the same rounds."""
+    if target not in {target_name(n) for n in res.shop_counts}:
+        return "—"
+    ratio = res.run(target, connections).wrk.rps / res.run("BFF", connections).wrk.rps
+    ours, one = _shop_cpu(res, target, process, connections), _shop_cpu(res, "BFF", "bff", connections)
+    cpu = f", CPU {ours - one:+.0f} µs" if ours is not None and one is not None else ""
+    return f"{ratio:.2f}x{cpu}"
+
+
+def _routing(res: Results) -> str:
+    """The routing's cost in a sentence: each multi-shop BFF against the single-shop one, every concurrency."""
+    parts = []
+    for n in res.shop_counts:
+        target = target_name(n)
+        ratios = "/".join(f"{res.run(target, c).wrk.rps / res.run('BFF', c).wrk.rps:.2f}" for c in res.concurrencies())
+        extra = [
+            ours - one
+            for c in res.concurrencies()
+            if (ours := _shop_cpu(res, target, process_name(n), c)) is not None
+            and (one := _shop_cpu(res, "BFF", "bff", c)) is not None
+        ]
+        cpu = f", BFF CPU {min(extra):+.0f} to {max(extra):+.0f} µs per request" if extra else ""
+        parts.append(f"{n} shops {ratios}x the single-shop BFF's req/s{cpu}")
+    where = "/".join(f"c{c}" for c in res.concurrencies())
+    alone = ""
+    if res.routing is not None:
+        r = res.routing
+        added = ", ".join(f"{r.added_ns(n) / 1000:.2f} µs with {n}" for n in r.routed_ns)
+        alone = (
+            f" The router alone (`bench/routing.py`: `ShopRouter` in front of an app that does nothing, in-process, "
+            f"lowest of {r.repeats} x {r.calls:,} requests for the file's last shop) adds {added} shop(s) "
+            "(app/shop_routing.py looks the Host up in a dict: no scan of the shops)."
+        )
+    return (
+        f"**Routing among shops** (`BFF_SHOPS_FILE`, requests for the last shop of the file by its Host header; "
+        f"{where}): {'; '.join(parts)}. These whole-BFF differences include this shared machine's noise between runs "
+        "(see *other load*; req/s moves most, CPU per request less); `python -m bench.asgi_cpu --shops 50` "
+        f"compares the two BFFs in-process, without the network.{alone}"
+    )
+
+
+def _routing_target(res: Results) -> str | None:
+    """The verdict on 'the cost of routing must be negligible' (issue 17): the router's own CPU per request
+    among the most shops measured, against the one-shop BFF's whole CPU per request at c32."""
+    if res.routing is None or not res.routing.routed_ns or 32 not in res.concurrencies():
+        return None
+    most = max(res.routing.routed_ns)
+    one = _shop_cpu(res, "BFF", "bff", 32)
+    if not one:
+        return None
+    added = res.routing.added_ns(most) / 1000
+    share = added / one
+    whole = ""
+    if most in res.shop_counts:
+        run, single = res.run(target_name(most), 32), res.run("BFF", 32)
+        ours = run.cpu_us_per_request.get(process_name(most))
+        cpu = f"{ours - one:+.0f} µs CPU, " if ours is not None else ""
+        ratio = run.wrk.rps / single.wrk.rps
+        whole = f"; the whole {most}-shop BFF vs the one-shop one at c32: {cpu}{ratio:.2f}x req/s"
+    return (
+        f"| routing among {most} shops negligible: the router's own CPU ≤ 1% of the one-shop BFF's per request "
+        f"(c32) | {added:.2f} of {one:.0f} µs ({share:.2%}){whole} | {_verdict(share <= 0.01)} |"
+    )
 
 
 def _targets(res: Results) -> list[str]:
@@ -123,6 +209,9 @@ def _targets(res: Results) -> list[str]:
             f"| no collapse c8 → c128 (c128 ≥ 80% of the best, no errors in any run or warm-up) | {figures} req/s, "
             f"{errors} errors{f' (BFF log: {logged})' if logged else ''} | {_verdict(ok)} |"
         )
+    routing_row = _routing_target(res)
+    if routing_row:
+        lines.append(routing_row)
     if res.commands:
         trips = res.commands.request_round_trips
         ok = abs(trips - 1) < 0.005 and res.commands.failed == 0
@@ -280,6 +369,19 @@ def _header(res: Results) -> list[str]:
     return lines
 
 
+def _shops_note(res: Results) -> str:
+    if not res.shop_counts:
+        return ""
+    counts = " and ".join(str(n) for n in res.shop_counts)
+    return (
+        f"*BFF, N shops*: the same BFF with `BFF_SHOPS_FILE` listing N = {counts} shops (`bench/shops.py`: one "
+        "upstream and client for all, public URLs `http://127.0.0.<n+1>:PORT`, loopback addresses, so the "
+        "production mode of the one-shop BFF at `http://127.0.0.1:PORT`, no `BFF_DEV_MODE`), wrk sending "
+        "`Host` of the file's last shop and a session made with that shop's settings (its Redis prefix and "
+        "derived cookie and record keys). "
+    )
+
+
 def render(res: Results) -> str:
     out = [
         *_header(res),
@@ -296,9 +398,10 @@ def render(res: Results) -> str:
         "no auth (`bench/bare_proxy.py`), the floor for any Python proxy here; *BFF*: `app.main:create_app` with a "
         "real Redis session (signed cookie + `X-CSRF: 1`; the per-session rate limit raised, still counted), "
         "as deployed by default; *BFF, cache on*: the same with `BFF_SESSION_CACHE=on`, serving the same session. "
-        "All four: uvicorn, one worker, uvloop, httptools, no access log. *CPU µs/req*: user+system CPU of each "
-        "process during the run divided by the requests. *other load*: cores busy with processes outside the "
-        "benchmark.",
+        f"{_shops_note(res)}"
+        f"All {len(res.targets())}: uvicorn, one worker, uvloop, httptools, no access log. *CPU µs/req*: user+system "
+        "CPU of each process during the run divided by the requests. *other load*: cores busy with processes "
+        "outside the benchmark.",
         "",
         *_throughput(res),
         "",

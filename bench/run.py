@@ -1,8 +1,10 @@
 """`python -m bench.run` (`make bench`): start everything, measure, stop everything, write bench/results.md.
 
-1. Redis, a minimal upstream, a bare aiohttp proxy and the BFF; wrk at c8/c32/c128 against all three.
+1. Redis, a minimal upstream, a bare aiohttp proxy and the BFF (alone, with its session cache, and serving 2
+   and 50 shops from a BFF_SHOPS_FILE); wrk at c8/c32/c128 against each.
 2. Redis commands per proxied request, and Redis memory per session.
-3. A py-spy profile of the BFF under load (skipped when py-spy is not installed).
+3. A py-spy profile of the BFF under load (skipped when py-spy is not installed); the shop router's own cost
+   per request, in-process (bench/routing.py).
 4. The Shopify stand-in with a second BFF: logins per second, and a refresh stampede.
 """
 
@@ -19,24 +21,28 @@ from collections import Counter
 from contextlib import ExitStack
 from dataclasses import replace
 from importlib.metadata import version
+from pathlib import Path
 
 import httpx
 from redis.asyncio import Redis
 
 from bench import bff as bench_bff
-from bench import profiling
+from bench import profiling, routing
 from bench.abuse import abuse
 from bench.cpu import CpuWindow
 from bench.logins import login_rate
 from bench.redis_usage import command_usage, session_memory
 from bench.report import Results, Run, render
 from bench.servers import ROOT, Server, uvicorn_args
+from bench.shops import ShopsConfig, new_shops_config, process_name, target_name
 from bench.stampede import stampede
 from bench.upstream import GRAPHQL_BODY, GRAPHQL_PATH
 from bench.wrk import run_wrk, wrk_version
 from devkit.redis_server import RedisProcess, free_port, start_redis
 
 CONCURRENCIES = (8, 32, 128)
+# The multi-shop BFFs measured beside the single-shop one: the cost of routing by Host among that many shops.
+SHOP_COUNTS = (2, 50)
 # The paced attacker: 200 costly documents a second, 40 times the default per-session limit, so what the
 # victim feels is what each document costs the BFF; the unpaced run shows a flood, which the front proxy caps.
 ATTACK_RATE = 200.0
@@ -66,22 +72,26 @@ def _machine(redis_version: str) -> dict[str, str]:
     }
 
 
-def check(name: str, url: str, cookie: str | None) -> None:
+def check(name: str, url: str, cookie: str | None, host: str | None = None) -> None:
     """One request before any load: the target answers 200 with the upstream's body, unchanged."""
     headers = {"Content-Type": "application/json", **({"Cookie": cookie, "X-CSRF": "1"} if cookie else {})}
+    if host:
+        headers["Host"] = host
     response = httpx.post(url, content=bench_bff.GRAPHQL_BODY, headers=headers)
     if response.status_code != 200 or response.content != GRAPHQL_BODY:
         raise RuntimeError(f"{name} answered {response.status_code}: {response.text[:300]}")
 
 
-def _measure(target: str, url: str, pids: dict[str, int], connections: int, seconds: int, cookie: str | None) -> Run:
-    warmup = run_wrk(url, connections=connections, seconds=WARMUP_SECONDS, cookie=cookie)  # pools grow
+def _measure(
+    target: str, url: str, pids: dict[str, int], connections: int, seconds: int, cookie: str | None, host: str | None
+) -> Run:
+    warmup = run_wrk(url, connections=connections, seconds=WARMUP_SECONDS, cookie=cookie, host=host)  # pools grow
     window = CpuWindow(pids).start()
-    result = run_wrk(url, connections=connections, seconds=seconds, cookie=cookie)
+    result = run_wrk(url, connections=connections, seconds=seconds, cookie=cookie, host=host)
     window.stop(result.seconds)
     cpu = {name: used * 1e6 / result.requests for name, used in (window.per_process or {}).items() if result.requests}
     print(
-        f"  {target:<10} c{connections:<4} {result.rps:8,.0f} req/s"
+        f"  {target:<14} c{connections:<4} {result.rps:8,.0f} req/s"
         f"  p50 {result.p50_ms:7.2f}  p99 {result.p99_ms:7.2f} ms"
         f"  errors {result.errors} (+{warmup.errors} in warm-up)  other load {window.other_cores or 0:.2f} cores",
         flush=True,
@@ -95,8 +105,9 @@ def _logged_errors(server: Server) -> dict[str, int]:
     return dict(Counter(f"{status} {code}" for status, code in found).most_common())
 
 
-async def new_session(config: bench_bff.BffConfig) -> str:
-    """A logged-in session stored through the project's SessionStore; returns its signed cookie."""
+async def new_session(config: bench_bff.BffConfig | ShopsConfig) -> str:
+    """A logged-in session stored through the project's SessionStore; returns its signed cookie. For a
+    multi-shop BFF, the session is its target shop's: that shop's Redis prefix, record and cookie keys."""
     settings = config.settings()
     async with bench_bff.bff_services(settings, config.redis_url) as (services, _):
         session = await services.sessions.create(bench_bff.fake_session())
@@ -139,7 +150,13 @@ async def _proxy_benchmarks(results: Results, redis: RedisProcess, rounds: int, 
         cached_port = free_port()
         cached_env = {**config.env(), "BFF_SESSION_CACHE": "on"}
         cached = Server("bff-cache", cached_port, uvicorn_args("app.main:create_app", cached_port), cached_env)
-        _start_all(stack, upstream, proxy, bff, cached)
+        # The same BFF serving several shops (bench/shops.py): the load goes to the last shop of its file.
+        multi = {count: new_shops_config(count, free_port(), up_origin, redis.url, OUT) for count in SHOP_COUNTS}
+        shop_bffs = {
+            count: Server(process_name(count), c.port, uvicorn_args("app.main:create_app", c.port), c.env())
+            for count, c in multi.items()
+        }
+        _start_all(stack, upstream, proxy, bff, cached, *shop_bffs.values())
         cookie = await new_session(config)
         # Every process of ours is watched in every run, so none of its CPU is mistaken for other load.
         assert redis.proc is not None
@@ -149,22 +166,27 @@ async def _proxy_benchmarks(results: Results, redis: RedisProcess, rounds: int, 
             "proxy": proxy.pid,
             "upstream": upstream.pid,
             "redis": redis.proc.pid,
+            **{server.name: server.pid for server in shop_bffs.values()},
         }
-        targets = {
-            "upstream": (upstream.url + GRAPHQL_PATH, None),
-            "bare proxy": (proxy.url + "/graphql", None),
-            "BFF": (bff.url + "/graphql", cookie),
+        targets: dict[str, tuple[str, str | None, str | None]] = {  # name -> (url, cookie, Host header)
+            "upstream": (upstream.url + GRAPHQL_PATH, None, None),
+            "bare proxy": (proxy.url + "/graphql", None, None),
+            "BFF": (bff.url + "/graphql", cookie, None),
             # One session on one Redis: the cached BFF serves the same cookie (same secrets, same prefix).
-            "BFF, cache on": (cached.url + "/graphql", cookie),
+            "BFF, cache on": (cached.url + "/graphql", cookie, None),
         }
-        for name, (url, auth) in targets.items():
-            check(name, url, auth)
+        for count, shops_config in multi.items():
+            shop_cookie = await new_session(shops_config)
+            targets[target_name(count)] = (shop_bffs[count].url + "/graphql", shop_cookie, shops_config.host)
+        results.shop_counts = SHOP_COUNTS
+        for name, (url, auth, host) in targets.items():
+            check(name, url, auth, host)
         print(f"throughput: wrk -t1 -d{seconds}s, {rounds} round(s):", flush=True)
         # Concurrency outside, target inside: the figures a ratio compares are measured back to back.
         for _ in range(rounds):
             for connections in CONCURRENCIES:
-                for name, (url, auth) in targets.items():
-                    results.runs.append(_measure(name, url, pids, connections, seconds, auth))
+                for name, (url, auth, host) in targets.items():
+                    results.runs.append(_measure(name, url, pids, connections, seconds, auth, host))
 
         results.bff_errors = _logged_errors(bff)
         print("redis: commands per request, memory per session ...", flush=True)
@@ -175,6 +197,10 @@ async def _proxy_benchmarks(results: Results, redis: RedisProcess, rounds: int, 
             results.memory = await session_memory(services.sessions, db)
         print("profile ...", flush=True)
         _profile(results, bff, bff.url + "/graphql", cookie)
+    print("routing: the shop router alone ...", flush=True)
+    results.routing = await routing.measure([1, *SHOP_COUNTS], calls=100_000)
+    for count in results.routing.routed_ns:
+        print(f"  {count} shop(s): +{results.routing.added_ns(count):.0f} ns per request", flush=True)
 
 
 async def _login_benchmarks(results: Results, redis: RedisProcess) -> None:
@@ -221,7 +247,7 @@ async def _login_benchmarks(results: Results, redis: RedisProcess) -> None:
             print(f"  victim median {a.alone_median_ms:.1f} → {a.attacked_median_ms:.1f} ms", flush=True)
 
 
-async def main(rounds: int, seconds: int) -> int:
+async def main(rounds: int, seconds: int, out: Path = RESULTS) -> int:
     started = time.perf_counter()
     OUT.mkdir(parents=True, exist_ok=True)
     redis = start_redis()
@@ -236,9 +262,9 @@ async def main(rounds: int, seconds: int) -> int:
         redis.cleanup()
     results.seconds = time.perf_counter() - started
     report = render(results)
-    RESULTS.write_text(report)
+    out.write_text(report)
     print("\n" + report)
-    print(f"wrote {RESULTS.relative_to(ROOT)} in {results.seconds:.0f} s")
+    print(f"wrote {out} in {results.seconds:.0f} s")
     return 0
 
 
@@ -246,8 +272,9 @@ def cli() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2, help="wrk rounds per cell; the best is kept (default 2)")
     parser.add_argument("--seconds", type=int, default=5, help="seconds per wrk run (default 5)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where the report goes (default bench/results.md)")
     args = parser.parse_args()
-    return asyncio.run(main(args.rounds, args.seconds))
+    return asyncio.run(main(args.rounds, args.seconds, args.out))
 
 
 if __name__ == "__main__":

@@ -64,9 +64,16 @@ def parse(output: str, connections: int) -> WrkResult:
 
 
 def run_wrk(
-    url: str, *, connections: int, seconds: float, cookie: str | None = None, body: str | None = None
+    url: str,
+    *,
+    connections: int,
+    seconds: float,
+    cookie: str | None = None,
+    body: str | None = None,
+    host: str | None = None,
 ) -> WrkResult:
-    """One `wrk -t1 -c<connections>` run of POSTs against `url`."""
+    """One `wrk -t1 -c<connections>` run of POSTs against `url`; `host` replaces the Host header (which shop of
+    a multi-shop BFF the requests are for)."""
     env = {**os.environ, "BENCH_COOKIE": cookie or ""}
     if body is not None:
         env["BENCH_BODY"] = body
@@ -79,6 +86,7 @@ def run_wrk(
         "--latency",
         "--timeout",
         "10s",
+        *(["-H", f"Host: {host}"] if host else []),
         "-s",
         str(SCRIPT),
         url,
