@@ -198,7 +198,7 @@ async def main(
         config = bench_bff.new_config(free_port(), origin, redis.url)
         cookie = await new_session(config)
         # BFF_SESSION_CACHE=on for both BFFs: the path without a Redis round trip in the steady state.
-        extra = {"BFF_SESSION_CACHE": "on"} if cache else {}
+        extra = {"BFF_SESSION_CACHE": "on" if cache else "off"}
         workers = [
             _start_worker("bare proxy", "proxy", {"BENCH_PROXY_TARGET": origin + GRAPHQL_PATH}, None, ROOT),
             _start_worker("BFF", "bff", {**config.env(), **extra}, cookie, ROOT),

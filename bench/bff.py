@@ -60,6 +60,9 @@ class BffConfig:
             "BFF_SESSION_SECRET": self.session_secret,
             "REDIS_URL": self.redis_url,
             "BFF_LOG_LEVEL": "warning",
+            # Every request reads Redis: the cache (on by default for redis://) is its own target, "BFF, cache on".
+            "BFF_SESSION_CACHE": "off",
+            "BFF_METRICS_LISTENER": "off",  # several BFFs at once: no one port for all of them
             **RATE_LIMITS,
         }
 

@@ -105,7 +105,7 @@ async def main(
         up_origin = f"http://127.0.0.1:{up_port}"
         config = bench_bff.new_config(bff_port, up_origin, redis.url)
         # BFF_SESSION_CACHE=on for both BFFs: the path without a Redis round trip in the steady state.
-        extra = {"BFF_SESSION_CACHE": "on"} if cache else {}
+        extra = {"BFF_SESSION_CACHE": "on" if cache else "off"}
         servers = [
             Server("upstream", up_port, uvicorn_args("bench.upstream:create_app", up_port),
                    {"BENCH_UPSTREAM_ORIGIN": up_origin}),

@@ -146,7 +146,7 @@ async def _proxy_benchmarks(results: Results, redis: RedisProcess, rounds: int, 
                        {"BENCH_PROXY_TARGET": up_origin + GRAPHQL_PATH})  # fmt: skip
         config = bench_bff.new_config(bff_port, up_origin, redis.url)
         bff = Server("bff", bff_port, uvicorn_args("app.main:create_app", bff_port), config.env())
-        # The same BFF with its process-local session cache on (BFF_SESSION_CACHE, off by default).
+        # The same BFF with its process-local session cache on (BFF_SESSION_CACHE: the default, auto, on redis://).
         cached_port = free_port()
         cached_env = {**config.env(), "BFF_SESSION_CACHE": "on"}
         cached = Server("bff-cache", cached_port, uvicorn_args("app.main:create_app", cached_port), cached_env)

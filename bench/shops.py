@@ -83,6 +83,8 @@ class ShopsConfig:
             "BFF_SESSION_SECRET": self.session_secret,
             "REDIS_URL": self.redis_url,
             "BFF_LOG_LEVEL": "warning",
+            "BFF_SESSION_CACHE": "off",  # as the one-shop "BFF" target it is compared with
+            "BFF_METRICS_LISTENER": "off",  # several BFFs at once: no one port for all of them
         }
 
     def shops(self) -> Shops:
