@@ -3,8 +3,8 @@
 `bff_session` names the server-side session; `bff_login` binds a pending login to the browser that
 started it. Each is written by `_header`, with every flag spelled out: HttpOnly (no page script reads
 them), SameSite=Lax (the callback arrives as a top-level navigation from Shopify), Path=/ (or a shop's
-path prefix under BFF_SHOPS_FILE), no Domain, and on https Secure with the `__Host-` prefix (`__Secure-`
-under a path prefix, which `__Host-` forbids).
+path prefix), no Domain, and on https Secure with the `__Host-` prefix (`__Secure-` under a path prefix,
+which `__Host-` forbids). Under BFF_SHOPS_FILE the names end in `-<shop id>`.
 
 Signing keys rotate: cookies are signed with the first of BFF_SESSION_SECRET's keys, and a cookie signed
 with any listed key is accepted (and flagged for re-signing).
@@ -14,9 +14,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from itsdangerous import BadSignature, Signer
 from starlette.requests import cookie_parser
+
+if TYPE_CHECKING:
+    from app.config import Settings
 
 # Opaque ids; a session id may start with its customer's 16-hex-digit tag and a dot (store/sessions.py).
 _ID = re.compile(r"^(?:[0-9a-f]{16}\.)?[A-Za-z0-9_-]{20,100}$")
@@ -59,8 +63,8 @@ class CookieJar:
         shop_id: str | None = None,
         path: str = "/",
     ) -> None:
-        """`shop_id` (multi-shop) salts the signatures per shop, besides its own keys; `path` scopes the cookies
-        to a shop served under a path prefix, so two shops on one host keep apart cookies."""
+        """`shop_id` (multi-shop) salts the signatures per shop, besides its own keys, and names the cookies
+        after the shop; `path` scopes them to a shop served under a path prefix."""
         # One salt per purpose (and shop): a login-binding cookie can never pass as a session cookie.
         # itsdangerous signs with the LAST key of a list and verifies with all of them.
         scope = f".{shop_id}" if shop_id else ""
@@ -72,10 +76,26 @@ class CookieJar:
         self._path = path
         # __Host- requires Path=/; a cookie under a path prefix can still insist on Secure with __Secure-.
         prefix = ("__Host-" if path == "/" else "__Secure-") if secure else ""
-        self.names = CookieNames(session=f"{prefix}bff_session", login=f"{prefix}bff_login")
+        # A shop's own names: shops on one host whose paths nest (or a root shop beside a prefixed one) would
+        # otherwise send the browser two same-named cookies, and only one of them can be read.
+        suffix = f"-{shop_id}" if shop_id else ""
+        self.names = CookieNames(session=f"{prefix}bff_session{suffix}", login=f"{prefix}bff_login{suffix}")
         self._session_max_age = session_max_age
         # The signing keys are fixed for the jar's lifetime, so a verdict once reached stays true.
         self._verified: dict[str, SessionCookie] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CookieJar:
+        """The jar for one shop's settings (the one shop's, without BFF_SHOPS_FILE)."""
+        return cls(
+            signing_keys=settings.session_keys,
+            secure=settings.secure_cookies,
+            session_max_age=settings.bff_session_absolute_lifetime,
+            shop_id=settings.shop_id,
+            # A shop's cookies stay under its path prefix; one shop keeps Path=/ whatever BFF_PUBLIC_URL's path,
+            # as before BFF_SHOPS_FILE existed.
+            path=(settings.public_path or "/") if settings.shop_id else "/",
+        )
 
     def _header(self, name: str, value: str, max_age: int) -> SetCookie:
         # Secure only over https: browsers drop Secure cookies on http (local development).

@@ -133,15 +133,7 @@ def build_services(
     allowlist = settings.bff_graphql_allowlist
     return Services(
         settings=settings,
-        cookies=CookieJar(
-            signing_keys=settings.session_keys,
-            secure=settings.secure_cookies,
-            session_max_age=settings.bff_session_absolute_lifetime,
-            shop_id=settings.shop_id,
-            # A shop's cookies stay under its path prefix, so shops sharing a host keep apart cookies. One
-            # shop keeps Path=/ whatever BFF_PUBLIC_URL's path, as before BFF_SHOPS_FILE existed.
-            path=(settings.public_path or "/") if settings.shop_id else "/",
-        ),
+        cookies=CookieJar.from_settings(settings),
         sessions=sessions,
         logins=PendingLogins(redis, cipher, prefix=prefix),
         logouts=LogoutContinuations(redis, cipher, prefix=prefix),

@@ -60,9 +60,11 @@ class ShopRouter:
         if scope["type"] != "http":
             return self._deployment(scope, receive, send)
         path: str = scope["path"]
-        if path in self._deployment_paths or (self._deployment_prefixes and path.startswith(self._deployment_prefixes)):
-            return self._deployment(scope, receive, send)
         host = _host(scope)
+        if path in self._deployment_paths or (self._deployment_prefixes and path.startswith(self._deployment_prefixes)):
+            # Named for the shop at the root of the asking host, if any: /readyz tells that shop's checks only.
+            root = next((shop_id for prefix, shop_id, _ in self._by_host.get(host, ()) if not prefix), None)
+            return self._deployment({**scope, SHOP: root} if root else scope, receive, send)
         for prefix, shop_id, app in self._by_host.get(host, ()):
             if not prefix:
                 return _as_shop(shop_id, app, {**scope, SHOP: shop_id}, receive, send)

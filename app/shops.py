@@ -107,9 +107,12 @@ class Shops:
 
 
 def route_of(shop_id: str, public_url: str) -> ShopRoute:
-    """The host and path prefix a shop's public URL gives (the URL was validated by Settings)."""
+    """The host and path prefix a shop's public URL gives (the URL was validated by Settings), as a Host header
+    names it: a host name in IDNA (browsers send `xn--` labels), the port unless the scheme's default."""
     parts = urlsplit(public_url)
     host = (parts.hostname or "").lower()
+    if not host.isascii():
+        host = host.encode("idna").decode("ascii")
     if ":" in host:
         host = f"[{host}]"
     default_port = 443 if parts.scheme == "https" else 80
@@ -118,10 +121,22 @@ def route_of(shop_id: str, public_url: str) -> ShopRoute:
     return ShopRoute(shop_id, host, parts.path.rstrip("/"))
 
 
+# Variables a shop's secret may not be read from: the deployment's own settings and secrets. A shops file is
+# often less guarded than the environment (a ConfigMap), and a shop's secrets go to that shop's Shopify, so
+# `client_secret = "env:BFF_SESSION_SECRET"` would send the key every shop's cookies derive from to its host.
+_DEPLOYMENT_VARIABLES = ("BFF_", "SHOPIFY_", "REDIS_", "OTEL_", "PROMETHEUS_")
+
+
 def _resolve(shop_id: str, key: str, value: object, problems: list[str]) -> object:
     """A value from the file, with `env:VARIABLE` read for secrets."""
     if key in SECRET_KEYS and isinstance(value, str) and value.startswith("env:"):
         name = value.removeprefix("env:")
+        if name.upper().startswith(_DEPLOYMENT_VARIABLES):
+            problems.append(
+                f'shop "{shop_id}": {key} may not refer to {name}, one of the deployment\'s own variables; give the '
+                "shop's secret a variable of its own (env:SHOPNAME_CLIENT_SECRET)"
+            )
+            return None
         found = os.environ.get(name)
         if not found:
             problems.append(f'shop "{shop_id}": {key} refers to the environment variable {name}, which is not set')
@@ -203,7 +218,9 @@ def _one_shop(
 
 def _for_shop(settings: Settings, shop_id: str) -> Settings:
     """`settings` with the shop's own Redis prefix and keys (see the module docstring)."""
-    shop = settings.model_copy(update={"bff_redis_prefix": f"{settings.bff_redis_prefix}{shop_id}:"})
+    # A separator of its own after BFF_REDIS_PREFIX: `bff` and shop `acme` must not make another prefix's `bffacme:`.
+    base = settings.bff_redis_prefix if settings.bff_redis_prefix.endswith(":") else f"{settings.bff_redis_prefix}:"
+    shop = settings.model_copy(update={"bff_redis_prefix": f"{base}{shop_id}:"})
     shop._shop_id = shop_id
     shop._session_keys = tuple(shop_key(k, "cookies", shop_id) for k in settings.session_keys)
     shop._token_keys = tuple(shop_key(k, "tokens", shop_id) for k in settings.token_keys)
@@ -243,8 +260,13 @@ def load_shops(path: str | Path, **overrides: object) -> Shops:
     routes = [route_of(s.shop_id or "", s.bff_public_url) for s in shops]
     seen: dict[tuple[str, str], str] = {}
     for route in routes:
-        if route.prefix and not PATH_PREFIX.fullmatch(route.prefix):
+        if route.prefix and (not PATH_PREFIX.fullmatch(route.prefix) or {".", ".."} & set(route.prefix.split("/"))):
             problems.append(f'shop "{route.shop_id}": public_url\'s path must be plain segments like /acme')
+        if route.host.endswith((":80", ":443")):
+            # The router reads Host with :80 and :443 dropped, as either names a scheme's default port.
+            problems.append(
+                f'shop "{route.shop_id}": public_url names port 80 or 443 on the other scheme; drop the port'
+            )
         taken = seen.setdefault((route.host, route.prefix), route.shop_id)
         if taken != route.shop_id:
             problems.append(f'shop "{route.shop_id}": public_url is also shop "{taken}"\'s; each shop needs its own')

@@ -147,11 +147,7 @@ def fake_session(*, access_lifetime: float = 86400) -> Session:
 
 def session_cookie(settings: Settings, sid: str) -> str:
     """`name=value` of the signed session cookie, exactly as the BFF's CookieJar writes it."""
-    jar = CookieJar(
-        signing_keys=settings.session_keys,
-        secure=settings.secure_cookies,
-        session_max_age=settings.bff_session_absolute_lifetime,
-    )
+    jar = CookieJar.from_settings(settings)
     _, header = jar.set_session(sid)
     cookie: SimpleCookie = SimpleCookie()
     cookie.load(header.decode())

@@ -178,13 +178,7 @@ class ShopsBFF:
     def jar(self, spec: ShopSpec) -> CookieJar:
         """The cookie jar of `spec`'s shop, as its keys make it: what someone holding those keys could sign."""
         settings = self.shops.by_id(spec.id)
-        return CookieJar(
-            signing_keys=settings.session_keys,
-            secure=settings.secure_cookies,
-            session_max_age=settings.bff_session_absolute_lifetime,
-            shop_id=spec.id,
-            path=settings.public_path or "/",
-        )
+        return CookieJar.from_settings(settings)
 
 
 @asynccontextmanager

@@ -80,6 +80,10 @@ def problems(path: Path, **deployment: object) -> list[str]:
             {"allowed_origins": ["https://ok.test", "https://*.test"]},
             ['shop "alpha": allowed_origins must list exact origins'],
         ),
+        ({"client_secret": "env:BFF_SESSION_SECRET"}, ['shop "alpha": client_secret may not refer to BFF_SESSION']),
+        ({"storefront_token": "env:REDIS_URL"}, ['shop "alpha": storefront_token may not refer to REDIS_URL']),
+        ({"public_url": "https://alpha.test:80"}, ['shop "alpha": public_url names port 80 or 443 on the other']),
+        ({"public_url": "https://alpha.test/a/.."}, ['shop "alpha": public_url\'s path must be plain segments']),
     ],
     ids=[
         "missing-key",
@@ -95,6 +99,10 @@ def problems(path: Path, **deployment: object) -> list[str]:
         "bad-rate-of-a-longer-name",
         "pkce-not-bool",
         "wildcard-origin",
+        "secret-from-the-deployments-own-secret",
+        "secret-from-the-redis-url",
+        "port-of-the-other-scheme",
+        "dot-segment",
     ],
 )
 def test_each_problem_of_a_shop_is_one_line_naming_the_shop_and_the_key(
@@ -194,13 +202,13 @@ def test_serve_answers_each_shop_at_its_address_and_no_other(
         bff.wait_ok("/readyz")
         logins = {spec.id: httpx.get(f"{bff.url}{spec.path}/auth/login", headers={"Host": spec.host}) for spec in SHOPS}
         unknown = httpx.get(f"{bff.url}/auth/login", headers={"Host": "evil.test"})
-        ready = httpx.get(f"{bff.url}/readyz")
+        ready = httpx.get(f"{bff.url}/readyz", headers={"Host": ALPHA.host})
     assert {shop_id: query_of(r.headers["location"])["client_id"] for shop_id, r in logins.items()} == {
         ALPHA.id: ALPHA.client_id,
         BETA.id: BETA.client_id,
     }
     assert (unknown.status_code, unknown.json()["error"]) == (404, "unknown_shop")
-    assert set(ready.json()["shops"]) == {ALPHA.id, BETA.id}
+    assert set(ready.json()["shops"]) == {ALPHA.id}  # a shop's host is told its own shop only
 
 
 def test_serve_exits_2_with_one_line_per_problem_of_a_bad_file(tmp_path: Path, redis_url: str) -> None:

@@ -10,6 +10,7 @@ from starlette.responses import JSONResponse, Response
 from app.deps import Deployment, Services
 from app.errors import BFFError, NotFound
 from app.metrics import CONTENT_TYPE
+from app.shop_routing import SHOP
 
 router = APIRouter(tags=["health"])
 
@@ -39,9 +40,12 @@ async def readyz(request: Request, deployment: Deployment) -> Response:
         checking: dict[str, ShopCheck] | None = getattr(request.app.state, "shop_checks", None)
         if checking is None:
             checking = request.app.state.shop_checks = {}
+        # Only the asking host's shop is told: the list of shops is nobody's business on another host.
+        asked = request.scope.get(SHOP)
         body["shops"] = {
             s.settings.shop_id: await checking.setdefault(s.settings.shop_id or "", ShopCheck()).report(s)
             for s in deployment
+            if s.settings.shop_id == asked
         }
         ready = checks["redis"] == "ok"
     body = {"status": "ready" if ready else "unavailable", **body}
