@@ -386,6 +386,10 @@ def create_app(
                     clock=clock,
                 )
             app.state.shops = shops
+            # Multi-shop /readyz's background checks (routes/health.py), stopped before the shops' clients close.
+            app.state.shop_checks = {key: health.ShopCheck() for key in keys} if multi else {}
+            for check in app.state.shop_checks.values():
+                stack.push_async_callback(check.aclose)
             _start_metrics_listener(deployment, metrics[keys[0]], stack)  # one registry for every shop
             # The service starts (and /readyz tells) whether or not Redis answers, bounded by its own timeouts.
             await _warn_if_redis_unreachable(redis)

@@ -37,16 +37,11 @@ async def readyz(request: Request, deployment: Deployment) -> Response:
     else:
         # Several shops: told per shop, not counted against readiness. Every instance sees a shop's outage
         # alike, and taking them out of rotation would take every other shop down with it.
-        checking: dict[str, ShopCheck] | None = getattr(request.app.state, "shop_checks", None)
-        if checking is None:
-            checking = request.app.state.shop_checks = {}
+        checking: dict[str, ShopCheck] = request.app.state.shop_checks  # the lifespan's (main.py)
         # Only the asking host's shop is told: the list of shops is nobody's business on another host.
-        asked = request.scope.get(SHOP)
-        body["shops"] = {
-            s.settings.shop_id: await checking.setdefault(s.settings.shop_id or "", ShopCheck()).report(s)
-            for s in deployment
-            if s.settings.shop_id == asked
-        }
+        asked: str | None = request.scope.get(SHOP)
+        mine = next((s for s in deployment if asked and s.settings.shop_id == asked), None)
+        body["shops"] = {asked: await checking[asked].report(mine)} if asked and mine is not None else {}
         ready = checks["redis"] == "ok"
     body = {"status": "ready" if ready else "unavailable", **body}
     return JSONResponse(
@@ -66,6 +61,12 @@ class ShopCheck:
         self._running: asyncio.Task[dict[str, object]] | None = None
         self._last: dict[str, object] = {"discovery": "pending"}
 
+    async def aclose(self) -> None:
+        """Stop a check still running (the lifespan, before the shop's clients close)."""
+        if self._running is not None:
+            self._running.cancel()
+            await asyncio.wait([self._running])
+
     async def report(self, shop: Services) -> dict[str, object]:
         if self._running is None:
             self._running = asyncio.create_task(_shop_checks(shop), name=f"readyz {shop.settings.shop_id}")
@@ -73,7 +74,7 @@ class ShopCheck:
             await asyncio.sleep(0)
         if self._running.done():
             task, self._running = self._running, None
-            if not task.cancelled():  # cancelled: the lifespan closed the shop's discovery under it
+            if not task.cancelled():  # cancelled: the lifespan is closing
                 self._last = task.result()
         return self._last
 
