@@ -70,9 +70,13 @@ class ShopRouter:
                 return _as_shop(shop_id, app, {**scope, SHOP: shop_id}, receive, send)
             if path == prefix or path.startswith(prefix + "/"):
                 inner = {**scope, SHOP: shop_id, "path": path[len(prefix) :] or "/"}
-                raw = scope.get("raw_path")
+                raw: bytes | None = scope.get("raw_path")
                 if raw is not None:
-                    inner["raw_path"] = raw[len(prefix) :] or b"/"
+                    # Percent-encoded (`/%62eta`), the raw path's prefix is longer than the decoded one's.
+                    encoded = prefix.encode()
+                    inner["raw_path"] = (
+                        raw[len(encoded) :] if raw.startswith(encoded) else inner["path"].encode()
+                    ) or b"/"
                 return _as_shop(shop_id, app, inner, receive, send)
         return self._unknown(scope, receive, send)
 
